@@ -1,0 +1,1 @@
+"""Plugins that ship with FrameX; load them with ``load_builtin_plugins``."""

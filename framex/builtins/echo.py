@@ -1,0 +1,51 @@
+"""``echo``: a small plugin that answers with what it is given; handy for checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from framex.consts import VERSION
+from framex.plugin import ApiType, BasePlugin, PluginMetadata, on_register, on_request
+
+__plugin_meta__ = PluginMetadata(
+    name="echo",
+    version=VERSION,
+    description="Answers with what it is given.",
+    author="FrameX",
+    url="https://pypi.org/project/framex/",
+)
+
+
+class EchoModel(BaseModel):
+    id: int
+    name: str = "echo"
+
+
+@on_register()
+class EchoPlugin(BasePlugin):
+    @on_request("/echo", methods=["GET"])
+    async def echo(self, message: str) -> str:
+        """Return `message` unchanged."""
+        return message
+
+    @on_request("/echo_model", methods=["POST"])
+    async def echo_model(self, message: str, model: EchoModel) -> str:
+        """Return `message` and the body model."""
+        return f"{message},{model.model_dump()}"
+
+    @on_request("/echo_stream", methods=["GET"], stream=True)
+    async def echo_stream(self, message: str, delay: float = 0.0) -> AsyncIterator[dict[str, Any]]:
+        """Stream `message` back one character per event."""
+        for char in message:
+            yield {"content": char}
+            if delay:
+                await asyncio.sleep(delay)
+
+    @on_request(call_type=ApiType.FUNC)
+    async def confess(self, message: str, call_back: Callable[[str], Any]) -> str:
+        """A function API: call `call_back` with `message` and report both."""
+        return f"I am calling with message={message},call_back_result={call_back(message)}"

@@ -1,0 +1,56 @@
+"""``call_plugin_api`` and ``get_plugin_config``: what plugin code asks of its container."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from framex.config import validate_plugin_config
+from framex.container import get_container
+from framex.plugin.registry import current_plugin
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
+    """Call another plugin's API by HTTP path (``/api/v1/echo``) or function name.
+
+    Works in handlers, in ``on_start``, in scripts and in tests. Returns the handler's
+    own result (not the HTTP envelope); a streaming API returns an async iterator.
+    Dicts passed for pydantic-model parameters are validated into the model. A plugin
+    may only call APIs listed in its ``required_remote_apis`` (and its own).
+    """
+    registry = get_container().registry()
+    registry.load_configured()
+    api = registry.get_api(api_name)
+    registry.check_declared(current_plugin.get(), api, api_name)
+    params = api.signature.parameters
+    try:
+        unknown = [name for name in kwargs if name not in params]
+        if unknown:
+            raise TypeError(f"unexpected argument(s) {', '.join(f'`{n}`' for n in unknown)}")
+        bound = api.signature.bind(**kwargs)
+    except TypeError as exc:
+        accepted = ", ".join(f"`{p}`" for p in params) or "no arguments"
+        raise TypeError(f"API `{api.label}`: {exc}. It takes {accepted}.") from None
+    arguments = bound.arguments
+    for name, model in api.model_params.items():
+        value = arguments.get(name)
+        if value is not None and not isinstance(value, model):
+            arguments[name] = model.model_validate(value)
+    await registry.start()
+    return await registry.invoke(api, arguments)
+
+
+def get_plugin_config(plugin_name: str, config_class: type[M]) -> M:
+    """The ``plugins.<plugin_name>`` configuration validated into ``config_class``.
+
+    Unknown keys are rejected with the list of accepted ones; a missing section gives
+    the model's defaults.
+    """
+    if not (inspect.isclass(config_class) and issubclass(config_class, BaseModel)):
+        raise TypeError(f"get_plugin_config: `config_class` must be a pydantic model, not {config_class!r}.")
+    settings = get_container().settings()
+    return validate_plugin_config(plugin_name, settings.plugins.get(plugin_name), config_class)

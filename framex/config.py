@@ -1,0 +1,265 @@
+"""The configuration schema and how a configuration document is assembled.
+
+Sources, from weakest to strongest: built-in defaults, the YAML file (with ``${VAR}`` /
+``${VAR:default}`` interpolation), ``FRAMEX__A__B=value`` environment variables, then
+explicit overrides (CLI flags, ``create_container(**overrides)``). The merged document is
+validated by :class:`Settings`; every failure becomes one :class:`ConfigError` naming the
+source, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from framex.consts import CONFIG_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX
+from framex.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Strict):
+    """Where and how the HTTP service listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    title: str = "FrameX"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class LocalSettings(_Strict):
+    """The in-process backend."""
+
+    max_workers: int = Field(32, ge=1, description="Thread pool size for sync @remote work.")
+
+
+class RaySettings(_Strict):
+    """The Ray backend. ``address`` null starts a private local Ray instance."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+    namespace: str = "framex"
+    dashboard: bool = False
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    deployment_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray Serve deployment options applied to every plugin deployment.",
+    )
+    http_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(_Strict):
+    """The whole validated configuration of one FrameX service."""
+
+    adapter: Literal["local", "ray"] = "local"
+    server: ServerSettings = ServerSettings()
+    local: LocalSettings = LocalSettings()
+    ray: RaySettings = RaySettings()
+    load_plugins: list[str] = Field(default_factory=list)
+    load_builtin_plugins: list[str] = Field(default_factory=list)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, source: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), source) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", source) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name, default)
+        if value is None:
+            raise ConfigError(
+                f"{source}: `{path}` uses `${{{name}}}` but the environment variable `{name}` "
+                f"is not set. Set it, or give a default: `${{{name}:value}}`."
+            )
+        return value
+
+    replaced = _VAR.sub(replace, node)
+    # A value that is exactly one placeholder takes the type YAML gives its text, so
+    # `port: ${PORT:8080}` is an int and `debug: ${DEBUG:false}` a bool.
+    if _VAR.fullmatch(node):
+        return _parse_scalar(replaced)
+    return replaced
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML configuration file into a dict, with interpolation applied."""
+    if not path.is_file():
+        raise ConfigError(
+            f"Configuration file `{path}` does not exist. Pass an existing file with "
+            f"`--config PATH` or `{CONFIG_ENV}=PATH`."
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"`{path}` is not valid YAML{where}: {problem}. Fix the syntax there.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"`{path}` must hold a mapping of settings (like `adapter: local`), not a {type(data).__name__}."
+        )
+    interpolated: dict[str, Any] = _interpolate(data, "", f"`{path}`")
+    return interpolated
+
+
+def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Collect ``FRAMEX__A__B=value`` variables as a nested dict.
+
+    Returns the dict and, for error messages, which variable set which key path.
+    """
+    tree: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if any(not k for k in keys):
+            raise ConfigError(f"Environment variable `{name}` has an empty key; use `FRAMEX__SECTION__KEY=value`.")
+        _set_path(tree, keys, _parse_scalar(raw))
+        origin[".".join(keys)] = name
+    return tree, origin
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[keys[-1]] = value
+
+
+def nest_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``server__port=9000`` style keys into nested dicts; other keys stay as given."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        keys = key.split("__")
+        if len(keys) == 1:
+            deep_merge(tree, {key: value})
+        else:
+            _set_path(tree, keys, value)
+    return tree
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``extra`` into ``base`` in place (dicts recursively, everything else replaced)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+    return base
+
+
+def resolve_config_path(config_path: str | os.PathLike[str] | None) -> Path | None:
+    """The file to read: explicit path, else ``FRAMEX_CONFIG``, else ``config/local.yaml`` if present."""
+    if config_path is not None:
+        return Path(config_path)
+    if env_path := os.environ.get(CONFIG_ENV):
+        return Path(env_path)
+    default = Path(DEFAULT_CONFIG_PATH)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Assemble and validate the configuration; raise :class:`ConfigError` on any problem."""
+    path = resolve_config_path(config_path)
+    document: dict[str, Any] = read_yaml(path) if path is not None else {}
+    source = f"`{path}`" if path is not None else "the built-in defaults"
+    env_tree, env_origin = env_overrides(os.environ if environ is None else environ)
+    deep_merge(document, env_tree)
+    deep_merge(document, nest_overrides(overrides or {}))
+    return validate_settings(document, source, env_origin)
+
+
+def validate_settings(
+    document: Mapping[str, Any], source: str = "the configuration", env_origin: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a configuration mapping into :class:`Settings`."""
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, Settings, source, env_origin or {})) from None
+
+
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], source: str, env_origin: Mapping[str, str]
+) -> str:
+    """One readable message for every problem pydantic found."""
+    lines = [f"Invalid configuration in {source}:"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        path = ".".join(loc) or "(top level)"
+        via = f" (set by environment variable `{env_origin[path]}`)" if path in env_origin else ""
+        if error["type"] == "extra_forbidden":
+            accepted = _accepted_keys(model, loc[:-1])
+            hint = f" Accepted keys here: {', '.join(accepted)}." if accepted else ""
+            lines.append(f"  - `{path}`{via}: unknown key.{hint} Fix the spelling or remove it.")
+        else:
+            lines.append(f"  - `{path}`{via}: {error['msg']} (got {error.get('input')!r}).")
+    return "\n".join(lines)
+
+
+def _accepted_keys(model: type[BaseModel], parents: list[str]) -> list[str]:
+    current: Any = model
+    for part in parents:
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_plugin_config(name: str, raw: Mapping[str, Any] | None, model: type[M]) -> M:
+    """Validate ``plugins.<name>`` against ``model``; unknown keys are rejected."""
+    data = dict(raw or {})
+    accepted = {f.alias or key for key, f in model.model_fields.items()} | set(model.model_fields)
+    unknown = sorted(set(data) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"Plugin `{name}` config (`plugins.{name}`) has unknown key(s): {', '.join(unknown)}. "
+            f"Accepted keys: {', '.join(sorted(model.model_fields)) or '(none)'}."
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"`plugins.{name}.{'.'.join(map(str, e['loc']))}`: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Plugin `{name}` config is invalid: {problems}.") from None

@@ -1,0 +1,39 @@
+"""The FrameX exception hierarchy.
+
+Every error FrameX raises derives from :class:`FrameXError` and also from the builtin
+exception that matches its meaning, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class FrameXError(Exception):
+    """Base class of every FrameX error."""
+
+
+class ConfigError(FrameXError, ValueError):
+    """The configuration (YAML, environment, CLI flags or plugin config) is invalid."""
+
+
+class PluginLoadError(FrameXError, ImportError):
+    """A plugin could not be imported or registered."""
+
+
+class PluginDefinitionError(FrameXError, TypeError):
+    """A plugin declares its APIs in a way FrameX cannot serve."""
+
+
+class PluginStartError(FrameXError, RuntimeError):
+    """A plugin's ``on_start`` hook failed."""
+
+
+class ApiNotFoundError(FrameXError, LookupError):
+    """``call_plugin_api`` named an API that no loaded plugin provides."""
+
+
+class ApiNotDeclaredError(FrameXError, PermissionError):
+    """A plugin called an API missing from its ``required_remote_apis``."""
+
+
+class RemoteError(FrameXError, RuntimeError):
+    """A ``@remote`` call could not be executed by its backend."""

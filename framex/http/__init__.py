@@ -1,0 +1,1 @@
+"""The HTTP surface: app factory, plugin routes, the response envelope, errors, streaming."""

@@ -1,0 +1,59 @@
+"""The response envelope: ``{"status", "message", "timestamp", "data"}``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import to_json
+from starlette.responses import Response
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    """Every enveloped response has this shape; errors use the real HTTP status."""
+
+    status: int
+    message: str
+    timestamp: str
+    data: T | None = None
+    request_id: str | None = None
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def envelope_body(data: Any, status: int = 200, message: str = "success", **extra: Any) -> bytes:
+    """Serialize an envelope (pydantic models, datetimes, ... inside ``data`` included)."""
+    body = {"status": status, "message": message, "timestamp": timestamp(), "data": data}
+    body.update(extra)
+    return to_json(body)
+
+
+def envelope_response(
+    data: Any,
+    status: int = 200,
+    message: str = "success",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """An enveloped JSON response."""
+    return Response(
+        envelope_body(data, status, message, **extra),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def envelope_model(data_type: Any) -> Any:
+    """``Envelope[data_type]`` for the OpenAPI document, or ``Envelope[Any]`` if pydantic can't."""
+    try:
+        model = Envelope[data_type]
+        model.model_json_schema()
+        return model
+    except Exception:
+        return Envelope[Any]

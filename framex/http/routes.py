@@ -1,0 +1,117 @@
+"""Turning plugin APIs into FastAPI routes."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic_core import to_json
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from framex.consts import REQUEST_ID_HEADER
+from framex.errors import PluginDefinitionError
+from framex.http.envelope import envelope_model, envelope_response
+from framex.http.errors import internal_error, request_id
+from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
+from framex.plugin.loader import PluginApi
+from framex.plugin.registry import PluginRegistry
+
+logger = logging.getLogger("framex.http")
+
+_ROUTE_OPTIONS = frozenset(
+    {
+        "summary",
+        "description",
+        "deprecated",
+        "operation_id",
+        "include_in_schema",
+        "response_description",
+        "status_code",
+        "openapi_extra",
+        "responses",
+    }
+)
+_REQUEST_PARAM = "_framex_request"
+
+
+def add_api_route(app: FastAPI, registry: PluginRegistry, api: PluginApi) -> None:
+    """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document."""
+    assert api.path is not None
+    endpoint = _endpoint(registry, api)
+    params = [
+        *api.signature.parameters.values(),
+        inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+    ]
+    endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    endpoint.__name__ = api.name.replace(".", "_")
+    endpoint.__doc__ = inspect.getdoc(api.func)
+
+    spec = api.spec
+    route_options = {k: v for k, v in spec.options.items() if k in _ROUTE_OPTIONS}
+    kwargs: dict[str, Any] = {
+        "tags": list(spec.tags) if spec.tags is not None else [api.plugin],
+        "name": api.name,
+        **route_options,
+    }
+    if spec.stream:
+        kwargs["response_class"] = StreamingResponse
+        kwargs.setdefault("responses", {200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "Server-Sent Events"}})
+    elif spec.raw_response:
+        kwargs["response_model"] = None if api.return_type is Any else api.return_type
+    else:
+        # Documentation only: endpoints return ready responses, so FastAPI never re-validates.
+        kwargs["response_model"] = envelope_model(api.return_type)
+    try:
+        # One route per method, so each operation gets its own OpenAPI id.
+        for method in spec.methods:
+            app.add_api_route(api.path, endpoint, methods=[method], **kwargs)
+    except Exception as exc:
+        raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
+
+
+def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
+    invoke = registry.invoke
+    label = api.label
+
+    if api.spec.stream:
+
+        async def stream_endpoint(**kwargs: Any) -> Response:
+            request: Request = kwargs.pop(_REQUEST_PARAM)
+            try:
+                items = await invoke(api, kwargs)
+            except HTTPException:
+                raise
+            except Exception as exc:
+                return internal_error(request, label, exc)
+            rid = request_id(request)
+            return StreamingResponse(
+                sse_stream(items, label, rid), media_type=SSE_MEDIA_TYPE, headers={REQUEST_ID_HEADER: rid}
+            )
+
+        return stream_endpoint
+
+    raw = api.spec.raw_response
+
+    async def endpoint(**kwargs: Any) -> Response:
+        request: Request = kwargs.pop(_REQUEST_PARAM)
+        try:
+            result = await invoke(api, kwargs)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            return internal_error(request, label, exc)
+        if isinstance(result, Response):
+            return result
+        try:
+            if raw:
+                return Response(to_json(result), media_type="application/json")
+            return envelope_response(result)
+        except Exception as exc:
+            return internal_error(request, f"{label} (serializing its result)", exc)
+
+    return endpoint

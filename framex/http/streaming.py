@@ -1,0 +1,54 @@
+"""Server-Sent Events for ``stream=True`` APIs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from pydantic_core import to_json
+from starlette.concurrency import iterate_in_threadpool
+
+logger = logging.getLogger("framex.http")
+
+SSE_MEDIA_TYPE = "text/event-stream"
+
+
+def sse_event(data: Any, event: str | None = None) -> str:
+    """Encode one event: ``data`` as JSON, with an optional event type.
+
+    A handler may also yield ready-made event text (anything ending in a blank line),
+    which is sent as it is.
+    """
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {to_json(data).decode()}\n\n"
+
+
+def _encode(item: Any) -> str:
+    if isinstance(item, bytes):
+        item = item.decode()
+    if isinstance(item, str) and item.endswith("\n\n"):
+        return item
+    return sse_event(item)
+
+
+async def sse_stream(items: Any, label: str, request_id: str) -> AsyncIterator[str]:
+    """Encode what a streaming handler produced; an error ends the stream with an error event."""
+    source: AsyncIterator[Any]
+    if hasattr(items, "__aiter__"):
+        source = items
+    elif isinstance(items, Iterator) or (hasattr(items, "__iter__") and not isinstance(items, (str, bytes, dict))):
+        source = iterate_in_threadpool(iter(items))
+    else:
+        yield _encode(items)
+        return
+    try:
+        async for item in source:
+            yield _encode(item)
+    except Exception:
+        logger.exception("stream of %s failed (request id %s)", label, request_id)
+        yield sse_event({"status": 500, "message": "Internal server error", "request_id": request_id}, event="error")
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()

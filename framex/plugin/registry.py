@@ -1,0 +1,335 @@
+"""The plugins of one container: loading, lookup, instances, lifecycle and invocation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import difflib
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from framex.config import Settings, validate_plugin_config
+from framex.errors import (
+    ApiNotDeclaredError,
+    ApiNotFoundError,
+    FrameXError,
+    PluginDefinitionError,
+    PluginLoadError,
+    PluginStartError,
+)
+from framex.plugin.loader import BUILTIN_PACKAGE, Plugin, PluginApi, expand, full_path, read_plugin
+
+logger = logging.getLogger("framex.plugin")
+
+current_plugin: ContextVar[Plugin | None] = ContextVar("framex_current_plugin", default=None)
+"""The plugin whose code is running; ``call_plugin_api`` checks its ``required_remote_apis``."""
+
+_in_startup: ContextVar[bool] = ContextVar("framex_in_startup", default=False)
+
+
+class PluginRegistry:
+    """Every plugin loaded into one container, their APIs and their instances."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.plugins: dict[str, Plugin] = {}
+        self._by_name: dict[str, PluginApi] = {}
+        self._by_path: dict[str, list[PluginApi]] = {}
+        self._routes: dict[tuple[str, str], PluginApi] = {}
+        self._handlers: dict[PluginApi, Callable[..., Any]] = {}
+        self._instances: list[tuple[Plugin, Any]] = []
+        self._configured = False
+        self._instantiated = False
+        self._frozen = False
+        self._started: asyncio.Event | None = None
+        self._start_task: asyncio.Future[None] | None = None
+        self.state = "new"
+
+    # -- loading ------------------------------------------------------------------
+
+    def load(self, *paths: str) -> list[Plugin]:
+        """Load plugins from dotted module or package paths; return the new ones."""
+        if self._frozen:
+            raise FrameXError(
+                f"Cannot load {', '.join(map(repr, paths))}: the app of this container is already built. "
+                "Load plugins before `create_app()` (or list them in `load_plugins`)."
+            )
+        added: list[Plugin] = []
+        for path in paths:
+            for module in expand(path):
+                if any(p.module is module for p in self.plugins.values()):
+                    continue
+                plugin = read_plugin(module)
+                self._add(plugin)
+                added.append(plugin)
+        return added
+
+    def load_builtin(self, *names: str) -> list[Plugin]:
+        """Load built-in plugins (``echo``, ...) by name."""
+        added = []
+        for name in names:
+            try:
+                added += self.load(f"{BUILTIN_PACKAGE}.{name}")
+            except PluginLoadError as exc:
+                if isinstance(exc.__cause__, ModuleNotFoundError):
+                    raise PluginLoadError(f"There is no built-in plugin `{name}`.") from exc
+                raise
+        return added
+
+    def load_configured(self) -> None:
+        """Load what the settings list (``load_builtin_plugins`` then ``load_plugins``), once."""
+        if self._configured:
+            return
+        self.load_builtin(*self.settings.load_builtin_plugins)
+        self.load(*self.settings.load_plugins)
+        self._configured = True
+
+    def _add(self, plugin: Plugin) -> None:
+        if (other := self.plugins.get(plugin.name)) is not None:
+            raise PluginLoadError(
+                f"Plugin `{plugin.name}` is already loaded from `{other.module.__name__}`; "
+                f"`{plugin.module.__name__}` has the same name. Rename one of the modules."
+            )
+        routes: dict[tuple[str, str], PluginApi] = {}
+        for api in plugin.apis:
+            if api.is_http and api.path is not None:
+                for method in api.spec.methods:
+                    key = (method, api.path)
+                    clash = self._routes.get(key) or routes.get(key)
+                    if clash is not None:
+                        raise PluginDefinitionError(
+                            f"`{method} {api.path}` is declared twice: by `{clash.name}` and by `{api.name}`. "
+                            "Give one of them another path or method."
+                        )
+                    routes[key] = api
+        self.config_of(plugin)  # invalid plugin config stops loading, not the first request
+        self.plugins[plugin.name] = plugin
+        self._routes.update(routes)
+        for api in plugin.apis:
+            self._by_name[api.name] = api
+            if api.is_http and api.path is not None:
+                self._by_path.setdefault(api.path, []).append(api)
+        logger.debug("loaded plugin %s with %d API(s)", plugin.name, len(plugin.apis))
+
+    def config_of(self, plugin: Plugin) -> Any:
+        """The plugin's typed configuration, or None when it declares no ``config_class``."""
+        model = plugin.metadata.config_class
+        if model is None:
+            return None
+        return validate_plugin_config(plugin.name, self.settings.plugins.get(plugin.name), model)
+
+    def check_requirements(self) -> None:
+        """Fail when a plugin requires an API that no loaded plugin provides."""
+        for plugin in self.plugins.values():
+            for wanted in plugin.required_remote_apis:
+                if wanted not in self._by_name and wanted not in self._by_path:
+                    raise ApiNotFoundError(
+                        f"Plugin `{plugin.name}` requires API `{wanted}` (in `required_remote_apis`), but no "
+                        f"loaded plugin provides it.{self._suggest(wanted)} Load the plugin that serves it."
+                    )
+
+    # -- lookup -------------------------------------------------------------------
+
+    @property
+    def apis(self) -> list[PluginApi]:
+        return [api for plugin in self.plugins.values() for api in plugin.apis]
+
+    def get_api(self, name: str) -> PluginApi:
+        """Find an API by function name (``echo.EchoPlugin.confess``) or HTTP path."""
+        api = self._by_name.get(name)
+        if api is not None:
+            return api
+        candidates = self._by_path.get(full_path(name)) if name.startswith("/") else None
+        if not candidates:
+            raise ApiNotFoundError(
+                f"No loaded plugin provides API `{name}`.{self._suggest(name)} Check the name and that "
+                "its plugin is loaded."
+            )
+        if len(candidates) > 1:
+            listed = ", ".join(f"{'/'.join(a.spec.methods)}: `{a.name}`" for a in candidates)
+            raise ApiNotFoundError(f"`{name}` is served by several handlers ({listed}); call one by its function name.")
+        return candidates[0]
+
+    def _suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(name, [*self._by_name, *self._by_path], n=3)
+        return f" Did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
+
+    def check_declared(self, caller: Plugin | None, api: PluginApi, requested: str) -> None:
+        """Raise when ``caller`` calls another plugin's API it did not declare."""
+        if caller is None or caller.name == api.plugin:
+            return
+        declared = caller.required_remote_apis
+        if api.name in declared or (api.path is not None and api.path in declared):
+            return
+        raise ApiNotDeclaredError(
+            f"Plugin `{caller.name}` called `{requested}` without declaring it. Add `{api.label}` to "
+            f"`required_remote_apis` in its `__plugin_meta__`."
+        )
+
+    # -- instances ----------------------------------------------------------------
+
+    def instantiate(self) -> None:
+        """Create one instance of every plugin class and bind the handlers, once."""
+        if self._instantiated:
+            return
+        self.check_requirements()
+        for plugin in self.plugins.values():
+            config = self.config_of(plugin)
+            instances = {cls: self._construct(plugin, cls, spec.options, config) for cls, spec in plugin.classes}
+            for api in plugin.apis:
+                if api.owner is None:
+                    self._handlers[api] = api.func
+                else:
+                    self._handlers[api] = getattr(instances[api.owner], api.func.__name__)
+            self._instances += [(plugin, inst) for inst in instances.values()]
+        self._instantiated = True
+
+    def freeze(self) -> None:
+        """Forbid further loading: an app now serves exactly these plugins."""
+        self.load_configured()
+        self.instantiate()
+        self._frozen = True
+
+    def _construct(self, plugin: Plugin, cls: type, options: dict[str, Any], config: Any) -> Any:
+        kwargs = {
+            "config": config,
+            "remote_apis": {name: self.get_api(name) for name in plugin.required_remote_apis},
+        }
+        params = inspect.signature(cls).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            names = {p.name for p in params}
+            kwargs = {k: v for k, v in kwargs.items() if k in names}
+        token = current_plugin.set(plugin)
+        try:
+            instance = cls(**kwargs)
+        except Exception as exc:
+            raise PluginStartError(
+                f"Plugin `{plugin.name}`: creating `{cls.__name__}` failed: {type(exc).__name__}: {exc}."
+            ) from exc
+        finally:
+            current_plugin.reset(token)
+        if config is not None and getattr(instance, "config", None) is None:
+            instance.config = config
+        return instance
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self.state == "started"
+
+    async def start(self) -> None:
+        """Run every plugin's ``on_start`` (higher ``priority`` first), once."""
+        if self.state == "started" or _in_startup.get():
+            return
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._run_start())
+        try:
+            await asyncio.shield(self._start_task)
+        except BaseException:
+            if self._start_task.done() and self._start_task.exception() is not None:
+                self._start_task = None  # a failed start may be retried after a fix
+            raise
+
+    async def _run_start(self) -> None:
+        self.instantiate()
+        self.state = "starting"
+        _in_startup.set(True)
+        ordered = sorted(self._instances, key=lambda pi: -pi[0].metadata.priority)
+        try:
+            for plugin, instance in ordered:
+                hook = getattr(instance, "on_start", None)
+                if hook is None:
+                    continue
+                current_plugin.set(plugin)
+                try:
+                    result = hook()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    raise PluginStartError(
+                        f"Plugin `{plugin.name}`: `{type(instance).__name__}.on_start()` failed: "
+                        f"{type(exc).__name__}: {exc}."
+                    ) from exc
+        except BaseException:
+            self.state = "new"
+            raise
+        self.state = "started"
+
+    async def stop(self) -> None:
+        """Run every plugin's ``on_stop`` in reverse start order; errors are logged."""
+        if self.state != "started":
+            return
+        for plugin, instance in reversed(self._instances):
+            hook = getattr(instance, "on_stop", None)
+            if hook is None:
+                continue
+            token = current_plugin.set(plugin)
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("plugin %s: %s.on_stop() failed", plugin.name, type(instance).__name__)
+            finally:
+                current_plugin.reset(token)
+        self.state = "stopped"
+
+    # -- invocation ---------------------------------------------------------------
+
+    def handler(self, api: PluginApi) -> Callable[..., Any]:
+        self.instantiate()
+        return self._handlers[api]
+
+    async def invoke(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
+        """Call an API's handler in this process, as its plugin.
+
+        Sync handlers run in a worker thread; streaming handlers return an async
+        iterator that runs as the plugin too.
+        """
+        handler = self.handler(api)
+        plugin = self.plugins[api.plugin]
+        token = current_plugin.set(plugin)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                return await handler(**kwargs)
+            if inspect.isasyncgenfunction(handler):
+                return _as_plugin(plugin, handler(**kwargs))
+            ctx = contextvars.copy_context()
+            result = await run_in_threadpool(functools.partial(ctx.run, handler, **kwargs))
+            if inspect.isgenerator(result):
+                return _as_plugin(plugin, iterate_in_threadpool(result))
+            return result
+        finally:
+            current_plugin.reset(token)
+
+
+async def _as_plugin(plugin: Plugin, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    # The generator body runs in its consumer's context: mark the plugin for each step only.
+    try:
+        while True:
+            previous = current_plugin.get()
+            current_plugin.set(plugin)
+            try:
+                item = await items.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                current_plugin.set(previous)
+            yield item
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def is_stream(value: Any) -> bool:
+    return hasattr(value, "__aiter__") or (
+        isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict, list, tuple))
+    )

@@ -1,0 +1,1 @@
+"""A package holding no plugin modules."""

@@ -1,0 +1,3 @@
+"""A helper module inside a plugin package: not a plugin, so it is skipped."""
+
+FACTOR = 3

@@ -1,0 +1,3 @@
+"""Not a plugin: it lacks `__plugin_meta__`."""
+
+VALUE = 1
