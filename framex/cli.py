@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from framex.consts import VERSION
-from framex.errors import FrameXError
+from framex.errors import FrameXError, PluginStartError
 
 EXIT_USAGE = 2
 
@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from framex.serve import serve
 
             serve(container)
+    except PluginStartError as exc:
+        print(f"framex: error: {exc}", file=sys.stderr)
+        return 1
     except FrameXError as exc:
         print(f"framex: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

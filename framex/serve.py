@@ -1,35 +1,59 @@
-"""Serving a container's app over HTTP."""
+"""Serving a container's app over HTTP with uvicorn."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from framex.errors import FrameXError
 
 if TYPE_CHECKING:
     from framex.container import Container
 
 
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # SIGTERM / Ctrl-C asked for a graceful stop and got it: exit normally
+            # instead of re-raising the signal once the server is down.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+
 def serve(container: Container) -> None:
-    """Run the container's app with uvicorn until interrupted."""
+    """Run the container's app until SIGTERM or Ctrl-C, then stop the plugins and exit."""
     from framex.container import close_container
 
     settings = container.settings()
-    if settings.adapter == "ray":
-        from framex.adapters.ray_serve import serve_on_ray
-
-        serve_on_ray(container)
-        return
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = container.app()
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        timeout_graceful_shutdown=30,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=settings.server.host,
-            port=settings.server.port,
-            log_level=settings.server.log_level,
-            timeout_graceful_shutdown=30,
-        )
+        _Server(config).run()
+    except SystemExit as exc:
+        # uvicorn exits this way when the app's startup fails or the address is taken.
+        if exc.code != STARTUP_FAILURE:
+            raise
+        error = getattr(app.state, "framex_startup_error", None)
+        if isinstance(error, FrameXError):
+            raise error from None
+        raise FrameXError(
+            f"The server could not start on {settings.server.host}:{settings.server.port} (see the log above); "
+            "if the address is in use, pick another with `--port`."
+        ) from None
     finally:
         close_container(container)

@@ -50,7 +50,11 @@ def build_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await registry.start()
+        try:
+            await registry.start()
+        except Exception as exc:
+            app.state.framex_startup_error = exc  # for `framex run` to report after the server gives up
+            raise
         try:
             yield
         finally:

@@ -1,0 +1,1 @@
+"""Benchmarks of FrameX against plain FastAPI; see ``bench/README.md``."""

@@ -1,0 +1,1 @@
+"""The two ASGI apps the HTTP benchmark serves: FrameX and plain FastAPI."""

@@ -1,0 +1,88 @@
+"""Run a real `framex run` process on loopback for tests that are about serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the server and wait for it to exit; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def output(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Poll `/health` until it answers, the process dies, or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready:\n{output}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"server at {url} not ready after {timeout}s")
+
+
+@contextmanager
+def framex_server(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[Server]:
+    """Start `framex run --port <free> ARGS...` and stop it afterwards."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
+    environ.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "framex.cli", "run", "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=cwd,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(process, f"http://127.0.0.1:{port}")
+    try:
+        wait_ready(server.url, process)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
