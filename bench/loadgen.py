@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,25 @@ class LoadResult:
     """Share of one core the load generator used during the window."""
     server_cpu: float | None = None
     """Share of one core the server process used during the window."""
+    other_cpu: float | None = None
+    """Cores used during the window by everything but the server and the load generator."""
+    steal: float | None = None
+    """Share of the machine's CPU time the hypervisor gave to other machines in the window."""
 
     @property
     def rps(self) -> float:
         """Successful (200) responses per second."""
         return self.ok / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def server_us_per_request(self) -> float | None:
+        """Server CPU time per successful request, in microseconds: the framework's cost."""
+        if self.server_cpu is None or not self.ok:
+            return None
+        return self.server_cpu * 1e6 / self.rps
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rps": self.rps}
+        return {**asdict(self), "rps": self.rps, "server_us_per_request": self.server_us_per_request}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadResult:
@@ -86,6 +98,61 @@ def process_cpu_seconds(pid: int) -> float | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     # Fields 14 and 15 of proc(5) (utime, stime); `fields` starts at field 3.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds at one instant: the whole machine (from ``/proc/stat``), the server, this process tree."""
+
+    wall: float
+    busy: float | None
+    steal: float | None
+    total: float | None
+    server: float | None
+    client: float
+
+
+def machine_cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy, steal, total) CPU seconds of the whole machine since boot, or None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in stat.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq
+    return busy / tick, steal / tick, (busy + idle + iowait + steal) / tick
+
+
+def usage(server_pid: int | None, client: Callable[[], float]) -> Usage:
+    """Sample every CPU counter the report needs; ``client`` gives the load generator's seconds."""
+    machine = machine_cpu_seconds()
+    return Usage(
+        wall=time.perf_counter(),
+        busy=machine[0] if machine else None,
+        steal=machine[1] if machine else None,
+        total=machine[2] if machine else None,
+        server=process_cpu_seconds(server_pid) if server_pid else None,
+        client=client(),
+    )
+
+
+def cpu_shares(before: Usage, after: Usage) -> dict[str, float | None]:
+    """``client_cpu``, ``server_cpu``, ``other_cpu`` (in cores) and ``steal`` (a share) between two samples."""
+    elapsed = after.wall - before.wall
+
+    def delta(name: str) -> float | None:
+        a, b = getattr(before, name), getattr(after, name)
+        return None if a is None or b is None else b - a
+
+    client, server, busy, steal, total = (delta(n) for n in ("client", "server", "busy", "steal", "total"))
+    other = None if busy is None or server is None else max(0.0, busy - server - (client or 0.0)) / elapsed
+    return {
+        "client_cpu": None if client is None else client / elapsed,
+        "server_cpu": None if server is None else server / elapsed,
+        "other_cpu": other,
+        "steal": None if steal is None or not total else steal / total,
+    }
 
 
 @dataclass
@@ -171,11 +238,9 @@ async def run_load(
     tasks = [asyncio.create_task(_worker(host, port, request, window)) for _ in range(concurrency)]
     try:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        server0 = process_cpu_seconds(server_pid) if server_pid else None
+        before = usage(server_pid, time.process_time)
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        wall1, cpu1 = time.perf_counter(), time.process_time()
-        server1 = process_cpu_seconds(server_pid) if server_pid else None
+        after = usage(server_pid, time.process_time)
         _, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
         for task in pending:
             task.cancel()
@@ -188,8 +253,6 @@ async def run_load(
         if failure is not None:
             raise failure
     ordered = sorted(window.latencies)
-    elapsed = wall1 - wall0
-    server_cpu = (server1 - server0) / elapsed if server0 is not None and server1 is not None else None
     return LoadResult(
         generator=generator,
         concurrency=concurrency,
@@ -199,8 +262,7 @@ async def run_load(
         p50_ms=percentile(ordered, 50) * 1000,
         p99_ms=percentile(ordered, 99) * 1000,
         max_ms=(ordered[-1] if ordered else 0.0) * 1000,
-        client_cpu=(cpu1 - cpu0) / elapsed,
-        server_cpu=server_cpu,
+        **cpu_shares(before, after),
     )
 
 

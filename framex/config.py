@@ -9,6 +9,7 @@ source, the key path and the fix.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from framex.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class ServerSettings(_Strict):
@@ -42,18 +43,27 @@ class LocalSettings(_Strict):
 
 
 class RaySettings(_Strict):
-    """The Ray backend. ``address`` null starts a private local Ray instance."""
+    """The Ray backend. ``address`` null starts a private local Ray instance on 127.0.0.1."""
 
-    address: str | None = None
-    num_cpus: int | None = Field(None, ge=1)
+    address: str | None = Field(None, description='Join a running cluster: "auto" or "host:port".')
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a private instance (default: all).")
     namespace: str = "framex"
     dashboard: bool = False
-    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    log_to_driver: bool = True
+    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Passed to `ray.init`.")
+    auth_mode: Literal["token", "disabled"] | None = Field(
+        None, description="Sets RAY_AUTH_MODE for this process (token auth of clusters started with `ray start`)."
+    )
+    auth_token: str | None = Field(None, description="Sets RAY_AUTH_TOKEN; use ${VAR} to keep it out of the file.")
+    auth_token_path: str | None = Field(None, description="Sets RAY_AUTH_TOKEN_PATH.")
+    app_name: str = "framex"
     deployment_defaults: dict[str, Any] = Field(
         default_factory=dict,
-        description="Ray Serve deployment options applied to every plugin deployment.",
+        description="Ray Serve deployment options for every plugin class; `@on_register(...)` wins.",
     )
-    http_options: dict[str, Any] = Field(default_factory=dict)
+    ingress_options: dict[str, Any] = Field(
+        default_factory=dict, description="Ray Serve deployment options of the HTTP ingress."
+    )
 
 
 class Settings(_Strict):
@@ -98,10 +108,23 @@ def _interpolate(node: Any, path: str, source: str) -> Any:
 
 
 def _parse_scalar(text: str) -> Any:
+    """The value of an environment variable or a lone ``${VAR}``.
+
+    ``[a, b]`` and ``{k: v}`` are read as YAML flow collections; JSON scalars (numbers,
+    ``true``, ``false``, ``null``) become those; anything else stays a string, so
+    ``0123`` or ``yes`` keep their text.
+    """
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return text
     try:
-        return yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError:
+        value = json.loads(stripped)
+    except ValueError:
         return text
+    return value if value is None or isinstance(value, (bool, int, float)) else text
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

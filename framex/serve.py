@@ -34,6 +34,11 @@ def serve(container: Container) -> None:
 
     settings = container.settings()
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if settings.adapter == "ray":
+        from framex.adapters.ray_serve import serve_on_ray
+
+        serve_on_ray(container)
+        return
     app = container.app()
     config = uvicorn.Config(
         app,

@@ -132,3 +132,30 @@ def test_plugin_config_is_strict() -> None:
         validate_plugin_config("demo", {"greting": "x"}, PluginConf)
     with pytest.raises(ConfigError, match=r"`plugins.demo.times`"):
         validate_plugin_config("demo", {"times": "many"}, PluginConf)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("9000", 9000),
+        ("1.5", 1.5),
+        ("true", True),
+        ("null", None),
+        ("[a, b]", ["a", "b"]),
+        ("{k: 1}", {"k": 1}),
+        ("0123", "0123"),
+        ("yes", "yes"),
+        ("2024-01-01", "2024-01-01"),
+        ("[unclosed", "[unclosed"),
+        ("", ""),
+    ],
+)
+def test_environment_values_keep_their_text_unless_clearly_typed(raw: str, value: object) -> None:
+    from framex.config import env_overrides
+
+    tree, _ = env_overrides({"FRAMEX__PLUGINS__P__V": raw})
+    assert tree == {"plugins": {"p": {"v": value}}}
+
+
+def test_numeric_text_is_fine_for_string_settings() -> None:
+    assert load_settings(None, environ={"FRAMEX__SERVER__TITLE": "2024"}).server.title == "2024"

@@ -58,17 +58,21 @@ async def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest
             if module_file.startswith(str(tmp_path)):
                 del sys.modules[name]
     for test in tests:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
-        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stdout + run.stderr
+        run_pytest(test, tmp_path)
+
+
+def run_pytest(test: Path, folder: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), str(ROOT)])
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_readme_has_two_setup_commands_and_ci_runs_the_test_one() -> None:

@@ -53,6 +53,14 @@ def add_api_route(app: FastAPI, registry: PluginRegistry, api: PluginApi) -> Non
 
     spec = api.spec
     route_options = {k: v for k, v in spec.options.items() if k in _ROUTE_OPTIONS}
+    ignored = sorted(set(spec.options) - _ROUTE_OPTIONS)
+    if ignored:
+        logger.warning(
+            "`%s`: @on_request option(s) %s are not used by this FrameX version; accepted: %s",
+            api.name,
+            ", ".join(ignored),
+            ", ".join(sorted(_ROUTE_OPTIONS)),
+        )
     kwargs: dict[str, Any] = {
         "tags": list(spec.tags) if spec.tags is not None else [api.plugin],
         "name": api.name,
@@ -96,6 +104,7 @@ def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
         return stream_endpoint
 
     raw = api.spec.raw_response
+    status = int(api.spec.options.get("status_code", 200))
 
     async def endpoint(**kwargs: Any) -> Response:
         request: Request = kwargs.pop(_REQUEST_PARAM)
@@ -109,8 +118,8 @@ def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
             return result
         try:
             if raw:
-                return Response(to_json(result), media_type="application/json")
-            return envelope_response(result)
+                return Response(to_json(result), status_code=status, media_type="application/json")
+            return envelope_response(result, status=status)
         except Exception as exc:
             return internal_error(request, f"{label} (serializing its result)", exc)
 

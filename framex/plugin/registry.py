@@ -8,7 +8,7 @@ import difflib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,6 +27,9 @@ from framex.plugin.loader import BUILTIN_PACKAGE, Plugin, PluginApi, expand, ful
 
 logger = logging.getLogger("framex.plugin")
 
+Forward = Callable[["PluginApi", dict[str, Any]], Awaitable[Any]]
+"""Runs an API of a plugin class that lives elsewhere (a Ray Serve deployment)."""
+
 current_plugin: ContextVar[Plugin | None] = ContextVar("framex_current_plugin", default=None)
 """The plugin whose code is running; ``call_plugin_api`` checks its ``required_remote_apis``."""
 
@@ -43,13 +46,15 @@ class PluginRegistry:
         self._by_path: dict[str, list[PluginApi]] = {}
         self._routes: dict[tuple[str, str], PluginApi] = {}
         self._handlers: dict[PluginApi, Callable[..., Any]] = {}
-        self._instances: list[tuple[Plugin, Any]] = []
+        self._instantiated: set[str] = set()
+        self._pending: list[tuple[Plugin, Any]] = []
+        self._started: list[tuple[Plugin, Any]] = []
+        self._ready = False
         self._configured = False
-        self._instantiated = False
         self._frozen = False
-        self._started: asyncio.Event | None = None
+        self._local_classes: set[type] | None = None
+        self._forward: Forward | None = None
         self._start_task: asyncio.Future[None] | None = None
-        self.state = "new"
 
     # -- loading ------------------------------------------------------------------
 
@@ -68,6 +73,8 @@ class PluginRegistry:
                 plugin = read_plugin(module)
                 self._add(plugin)
                 added.append(plugin)
+        if added:
+            self._ready = False  # the new plugins start on the next start()
         return added
 
     def load_builtin(self, *names: str) -> list[Plugin]:
@@ -174,21 +181,40 @@ class PluginRegistry:
 
     # -- instances ----------------------------------------------------------------
 
-    def instantiate(self) -> None:
-        """Create one instance of every plugin class and bind the handlers, once."""
+    def forward_classes(self, forward: Forward, keep: type | None = None) -> None:
+        """Run the APIs of every plugin class except ``keep`` through ``forward``.
+
+        Ray Serve mode: each plugin class is a deployment, so a process instantiates at
+        most its own class and reaches the others through their deployment handles.
+        """
         if self._instantiated:
+            raise FrameXError("forward_classes() must be called before the plugins are instantiated.")
+        self._forward = forward
+        self._local_classes = {keep} if keep is not None else set()
+
+    def is_local(self, api: PluginApi) -> bool:
+        return api.owner is None or self._local_classes is None or api.owner in self._local_classes
+
+    def instantiate(self) -> None:
+        """Create one instance of each plugin class not instantiated yet, and bind its handlers."""
+        new = [p for p in self.plugins.values() if p.name not in self._instantiated]
+        if not new:
             return
         self.check_requirements()
-        for plugin in self.plugins.values():
+        for plugin in new:
             config = self.config_of(plugin)
-            instances = {cls: self._construct(plugin, cls, spec.options, config) for cls, spec in plugin.classes}
+            instances = {
+                cls: self._construct(plugin, cls, config)
+                for cls, _ in plugin.classes
+                if self._local_classes is None or cls in self._local_classes
+            }
             for api in plugin.apis:
                 if api.owner is None:
                     self._handlers[api] = api.func
-                else:
+                elif api.owner in instances:
                     self._handlers[api] = getattr(instances[api.owner], api.func.__name__)
-            self._instances += [(plugin, inst) for inst in instances.values()]
-        self._instantiated = True
+            self._pending += [(plugin, inst) for inst in instances.values()]
+            self._instantiated.add(plugin.name)
 
     def freeze(self) -> None:
         """Forbid further loading: an app now serves exactly these plugins."""
@@ -196,7 +222,7 @@ class PluginRegistry:
         self.instantiate()
         self._frozen = True
 
-    def _construct(self, plugin: Plugin, cls: type, options: dict[str, Any], config: Any) -> Any:
+    def _construct(self, plugin: Plugin, cls: type, config: Any) -> Any:
         kwargs = {
             "config": config,
             "remote_apis": {name: self.get_api(name) for name in plugin.required_remote_apis},
@@ -222,31 +248,33 @@ class PluginRegistry:
 
     @property
     def started(self) -> bool:
-        return self.state == "started"
+        """Every loaded plugin is instantiated and its ``on_start`` has run."""
+        return self._ready
 
     async def start(self) -> None:
-        """Run every plugin's ``on_start`` (higher ``priority`` first), once."""
-        if self.state == "started" or _in_startup.get():
+        """Run ``on_start`` of every plugin not started yet (higher ``priority`` first).
+
+        Concurrent callers wait for the same start; calls made from an ``on_start``
+        (``call_plugin_api`` of another plugin) do not wait for themselves.
+        """
+        if self._ready or _in_startup.get():
             return
         if self._start_task is None:
             self._start_task = asyncio.ensure_future(self._run_start())
         try:
             await asyncio.shield(self._start_task)
-        except BaseException:
-            if self._start_task.done() and self._start_task.exception() is not None:
-                self._start_task = None  # a failed start may be retried after a fix
-            raise
+        finally:
+            if self._start_task is not None and self._start_task.done():
+                self._start_task = None  # a failed start may be retried
 
     async def _run_start(self) -> None:
-        self.instantiate()
-        self.state = "starting"
         _in_startup.set(True)
-        ordered = sorted(self._instances, key=lambda pi: -pi[0].metadata.priority)
-        try:
-            for plugin, instance in ordered:
-                hook = getattr(instance, "on_start", None)
-                if hook is None:
-                    continue
+        self.instantiate()
+        self._pending.sort(key=lambda pair: -pair[0].metadata.priority)
+        while self._pending:
+            plugin, instance = self._pending[0]
+            hook = getattr(instance, "on_start", None)
+            if hook is not None:
                 current_plugin.set(plugin)
                 try:
                     result = hook()
@@ -257,16 +285,13 @@ class PluginRegistry:
                         f"Plugin `{plugin.name}`: `{type(instance).__name__}.on_start()` failed: "
                         f"{type(exc).__name__}: {exc}."
                     ) from exc
-        except BaseException:
-            self.state = "new"
-            raise
-        self.state = "started"
+            self._started.append(self._pending.pop(0))
+        self._ready = True
 
     async def stop(self) -> None:
-        """Run every plugin's ``on_stop`` in reverse start order; errors are logged."""
-        if self.state != "started":
-            return
-        for plugin, instance in reversed(self._instances):
+        """Run ``on_stop`` of the started plugins in reverse start order; errors are logged."""
+        while self._started:
+            plugin, instance = self._started.pop()
             hook = getattr(instance, "on_stop", None)
             if hook is None:
                 continue
@@ -279,13 +304,16 @@ class PluginRegistry:
                 logger.exception("plugin %s: %s.on_stop() failed", plugin.name, type(instance).__name__)
             finally:
                 current_plugin.reset(token)
-        self.state = "stopped"
+        self._ready = False
 
     # -- invocation ---------------------------------------------------------------
 
     def handler(self, api: PluginApi) -> Callable[..., Any]:
-        self.instantiate()
-        return self._handlers[api]
+        handler = self._handlers.get(api)
+        if handler is None:
+            self.instantiate()
+            handler = self._handlers[api]
+        return handler
 
     async def invoke(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
         """Call an API's handler in this process, as its plugin.
@@ -293,6 +321,9 @@ class PluginRegistry:
         Sync handlers run in a worker thread; streaming handlers return an async
         iterator that runs as the plugin too.
         """
+        if not self.is_local(api):
+            assert self._forward is not None
+            return await self._forward(api, kwargs)
         handler = self.handler(api)
         plugin = self.plugins[api.plugin]
         token = current_plugin.set(plugin)
@@ -327,9 +358,3 @@ async def _as_plugin(plugin: Plugin, items: AsyncIterator[Any]) -> AsyncIterator
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def is_stream(value: Any) -> bool:
-    return hasattr(value, "__aiter__") or (
-        isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict, list, tuple))
-    )

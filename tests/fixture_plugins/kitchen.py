@@ -113,3 +113,8 @@ class KitchenPlugin(BasePlugin):
 @on_request("/kitchen/module_level", methods=["GET", "POST"])
 def module_level(word: str = "hi") -> str:
     return word * 2
+
+
+@on_request("/kitchen/created", methods=["POST"], status_code=201, summary="Create a thing")
+async def created(name: str) -> dict[str, str]:
+    return {"name": name}

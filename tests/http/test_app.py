@@ -163,3 +163,11 @@ def test_on_start_before_traffic_and_on_stop(framex_app: Any) -> None:
         registry = framex_app.state.framex_container.registry()
         instance = registry.handler(registry.get_api("/kitchen/state")).__self__
     assert instance.stopped is True
+
+
+def test_status_code_option_sets_the_status(framex_client: TestClient) -> None:
+    response = framex_client.post("/api/v1/kitchen/created", params={"name": "n"})
+    assert response.status_code == 201
+    assert response.json()["status"] == 201 and response.json()["data"] == {"name": "n"}
+    spec = framex_client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/kitchen/created"]["post"]
+    assert "201" in spec["responses"] and spec["summary"] == "Create a thing"

@@ -1,0 +1,183 @@
+"""The Ray backend: ``@remote`` work runs as Ray tasks.
+
+Ray is imported and started on first use (never at import or container construction),
+either as a private instance listening on 127.0.0.1 or by joining ``ray.address``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from framex.config import RaySettings, Settings
+from framex.consts import CONFIG_ENV
+from framex.errors import FrameXError, RemoteError
+
+if TYPE_CHECKING:
+    from framex.remote import RemoteFunction
+
+_init_lock = threading.Lock()
+_started_here = False  # whether this process started the Ray instance it is connected to
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise FrameXError(
+            "`adapter: ray` needs Ray. Install it with `pip install 'framex[ray]'`, or use `adapter: local`."
+        ) from None
+    return ray
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment for Ray workers: their own ``@remote`` calls go to Ray too."""
+    env = {"FRAMEX__ADAPTER": "ray"}
+    config = os.environ.get(CONFIG_ENV)
+    if config:
+        env[CONFIG_ENV] = os.path.abspath(config)
+    return env
+
+
+def start_ray(settings: Settings) -> None:
+    """Connect this process to Ray as configured, once; a no-op inside Ray workers."""
+    global _started_here
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    with _init_lock:
+        if ray.is_initialized():
+            return
+        conf: RaySettings = settings.ray
+        _apply_auth(conf)
+        runtime_env = dict(conf.runtime_env)
+        env_vars = {**worker_env(settings), **runtime_env.get("env_vars", {})}
+        kwargs: dict[str, Any] = {"namespace": conf.namespace, "log_to_driver": conf.log_to_driver}
+        if conf.address is None:
+            # A private instance on this machine: workers import plugins the way the
+            # driver does, and Ray listens on loopback only.
+            paths = [p for p in sys.path if p and os.path.isdir(p)]
+            env_vars.setdefault("PYTHONPATH", os.pathsep.join(dict.fromkeys([os.getcwd(), *paths])))
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            kwargs.update(
+                num_cpus=conf.num_cpus,
+                include_dashboard=conf.dashboard,
+                _node_ip_address="127.0.0.1",
+            )
+        else:
+            kwargs["address"] = conf.address
+        runtime_env["env_vars"] = env_vars
+        kwargs["runtime_env"] = runtime_env
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            where = f"the Ray cluster at `{conf.address}`" if conf.address else "a local Ray instance"
+            raise FrameXError(
+                f"Could not start or join {where}: {type(exc).__name__}: {exc}. Check `ray.address`, and for a "
+                "cluster started with `ray start` its token (`ray.auth_mode: token`, see docs/ray.md)."
+            ) from exc
+        _started_here = conf.address is None
+
+
+def _apply_auth(conf: RaySettings) -> None:
+    # Ray reads its token settings from the environment of the driver.
+    if conf.auth_mode is not None:
+        os.environ["RAY_AUTH_MODE"] = conf.auth_mode
+    if conf.auth_token is not None:
+        os.environ["RAY_AUTH_TOKEN"] = conf.auth_token
+    if conf.auth_token_path is not None:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.expanduser(conf.auth_token_path)
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray; a private instance started by this process stops with it."""
+    global _started_here
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    _started_here = False
+
+
+def unwrap_error(exc: BaseException, label: str) -> BaseException:
+    """The exception to raise for a failed Ray call: the task's own, where Ray has it."""
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, BaseException) and not isinstance(cause, rex.RayError):
+            remote_tb = str(exc).strip()
+            if remote_tb:
+                cause.add_note(f"Raised in a Ray worker running `{label}`:\n{remote_tb}")
+            return cause
+        wrapped: BaseException = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
+        return wrapped
+    if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.ActorDiedError, rex.ObjectLostError)):
+        error = RemoteError(
+            f"`{label}` did not finish: the Ray worker running it died ({type(exc).__name__}). "
+            "Check the worker's log for an out-of-memory kill or a crash in native code."
+        )
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+_thread_loops = threading.local()
+
+
+def _run_coroutine_function(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    # Ray tasks are sync; an async function runs on a loop that stays with the worker
+    # thread across calls, so a call costs no loop set-up and tear-down.
+    loop = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(fn(*args, **kwargs))
+
+
+def _async_trampoline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return _run_coroutine_function(fn, args, kwargs)
+
+    run.__name__ = getattr(fn, "__name__", "async_task")
+    run.__qualname__ = getattr(fn, "__qualname__", run.__name__)
+    return run
+
+
+class RayAdapter:
+    """Runs ``@remote`` functions as Ray tasks; the task wrapper is built once per function."""
+
+    name = "ray"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tasks: dict[RemoteFunction[..., Any], Any] = {}
+
+    def _task(self, fn: RemoteFunction[..., Any]) -> Any:
+        task = self._tasks.get(fn)
+        if task is None:
+            start_ray(self.settings)
+            target = _async_trampoline(fn.func) if fn.is_async else fn.func
+            # No automatic retry: re-running application code is opt-in.
+            task = self._tasks[fn] = _ray().remote(max_retries=0)(target)
+        return task
+
+    async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ref = self._task(fn).remote(*args, **kwargs)
+        try:
+            return await ref
+        except asyncio.CancelledError:
+            _ray().cancel(ref)
+            raise
+        except Exception as exc:
+            raise unwrap_error(exc, fn.func.__qualname__) from None
+
+    def close(self) -> None:
+        self._tasks.clear()
+        if _started_here:
+            stop_ray()
+
+    def __repr__(self) -> str:
+        return f"RayAdapter(address={self.settings.ray.address!r})"

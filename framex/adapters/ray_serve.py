@@ -1,0 +1,195 @@
+"""Serving on Ray Serve: one deployment per plugin class, and an HTTP ingress deployment.
+
+Nothing built in the driver is pickled into Serve: each replica receives the validated
+settings as a plain dict, builds its own container from it, imports the plugins and
+makes its own FastAPI app or plugin instance. Calls to a plugin class go through its
+deployment handle; module-level handlers run wherever they are called.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ray import serve as _serve
+
+from framex.adapters.ray import start_ray, stop_ray, unwrap_error
+from framex.config import deep_merge
+from framex.container import Container, use_container
+from framex.errors import FrameXError
+from framex.plugin.loader import Plugin, PluginApi
+from framex.plugin.registry import PluginRegistry
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
+
+# Ray Serve's annotations are partial; FrameX checks its own code, not Serve's.
+serve: Any = _serve
+
+logger = logging.getLogger("framex.ray")
+
+
+def deployment_name(plugin: Plugin, cls: type) -> str:
+    """``<plugin>.<Class>``, the deployment serving that plugin class."""
+    return f"{plugin.name}.{cls.__name__}"
+
+
+def streams(api: PluginApi) -> bool:
+    return api.spec.stream or inspect.isasyncgenfunction(api.func) or inspect.isgeneratorfunction(api.func)
+
+
+def _replica_container(settings_doc: dict[str, Any]) -> Container:
+    container = Container()
+    container.config.from_dict(settings_doc)
+    use_container(container)  # the replica's process default: plugin code finds it anywhere
+    return container
+
+
+class HandleForwarder:
+    """Forwards plugin-class API calls to their deployments."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self._handles: dict[str, DeploymentHandle[Any]] = {}
+
+    def _handle(self, name: str) -> DeploymentHandle[Any]:
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = serve.get_deployment_handle(name, app_name=self.app_name)
+        return handle
+
+    async def __call__(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
+        assert api.owner is not None
+        handle = self._handle(f"{api.plugin}.{api.owner.__name__}")
+        if streams(api):
+            return self._stream(handle, api, kwargs)
+        try:
+            return await handle.call.remote(api.name, kwargs)
+        except Exception as exc:
+            raise unwrap_error(exc, api.label) from None
+
+    async def _stream(self, handle: DeploymentHandle[Any], api: PluginApi, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        response: Any = handle.options(stream=True).stream.remote(api.name, kwargs)
+        try:
+            async for item in response:
+                yield item
+        except Exception as exc:
+            raise unwrap_error(exc, api.label) from None
+        finally:
+            response.cancel()
+
+
+class PluginReplica:
+    """A replica of one plugin class: its instance, started before it takes calls."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, settings_doc: dict[str, Any], plugin: str, class_name: str
+    ) -> None:
+        container = _replica_container(settings_doc)
+        registry: PluginRegistry = container.registry()
+        registry.load_configured()
+        classes = [cls for cls, _ in registry.plugins[plugin].classes if cls.__name__ == class_name]
+        registry.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
+        await registry.start()
+        self.registry = registry
+
+    async def call(self, api_name: str, kwargs: dict[str, Any]) -> Any:
+        return await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+
+    async def stream(self, api_name: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        items = await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+        if hasattr(items, "__aiter__"):
+            async for item in items:
+                yield item
+        else:
+            for item in items:
+                yield item
+
+
+class Ingress:
+    """The HTTP entry point: the same FastAPI app as in local mode, built in the replica."""
+
+    def __init__(self, settings_doc: dict[str, Any], *plugin_deployments: Any) -> None:
+        self.settings_doc = settings_doc
+
+    def __serve_build_asgi_app__(self) -> Any:
+        container = _replica_container(self.settings_doc)
+        registry: PluginRegistry = container.registry()
+        registry.load_configured()
+        registry.forward_classes(HandleForwarder(container.settings().ray.app_name))
+        return container.app()
+
+
+IngressDeployment = serve.ingress()(Ingress)
+
+
+def deployment_options(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Serve deployment options, later layers winning (``ray_actor_options`` merged key by key).
+
+    Replicas reserve no CPU unless asked: they route requests and await, while CPU-heavy
+    work belongs in ``@remote`` tasks, which do reserve CPUs.
+    """
+    merged: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
+    for layer in layers:
+        deep_merge(merged, layer)
+    return merged
+
+
+def build_application(container: Container) -> Any:
+    """The Serve application: plugin-class deployments bound under the ingress."""
+    settings = container.settings()
+    registry: PluginRegistry = container.registry()
+    registry.load_configured()
+    registry.check_requirements()  # fail in the driver, before anything is deployed
+    doc = settings.model_dump(mode="json")
+    plugin_deployments = []
+    for plugin in registry.plugins.values():
+        for cls, spec in plugin.classes:
+            options = deployment_options(settings.ray.deployment_defaults, spec.options)
+            options.setdefault("name", deployment_name(plugin, cls))
+            deployment = serve.deployment(PluginReplica, **options)
+            plugin_deployments.append(deployment.bind(doc, plugin.name, cls.__name__))
+    ingress_options = deployment_options({"name": "ingress"}, settings.ray.ingress_options)
+    # Binding the plugin deployments as (unused) arguments makes them part of the app.
+    return serve.deployment(IngressDeployment, **ingress_options).bind(doc, *plugin_deployments)
+
+
+def serve_on_ray(container: Container) -> None:
+    """``framex run`` with ``adapter: ray``: deploy, serve until SIGTERM / Ctrl-C, clean up."""
+    settings = container.settings()
+    application = build_application(container)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    start_ray(settings)
+    # After `ray.init`, which installs handlers of its own.
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+        try:
+            serve.run(application, name=settings.ray.app_name, route_prefix="/", blocking=False)
+        except Exception as exc:
+            raise FrameXError(
+                f"Deploying the plugins on Ray Serve failed: {type(exc).__name__}: {exc}. "
+                "The replica logs (see above, or /tmp/ray/session_latest/logs) name the plugin."
+            ) from exc
+        logger.warning(
+            "FrameX is serving on http://%s:%s with Ray Serve (Ctrl-C to stop)",
+            settings.server.host,
+            settings.server.port,
+        )
+        stop.wait()
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            stop_ray()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

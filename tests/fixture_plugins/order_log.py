@@ -1,0 +1,3 @@
+"""Where the `ordered` plugins record their lifecycle hooks."""
+
+events: list[str] = []
