@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     trivial_ratios = [r for p in points if p.scenario == "trivial" and (r := p.ratio()) is not None]
     if trivial_ratios:
         verdict = "meets" if min(trivial_ratios) >= TRIVIAL_TARGET else "is BELOW"
-        notes.append(f"trivial: lowest ratio {min(trivial_ratios):.2f}x {verdict} the {TRIVIAL_TARGET}x target")
+        notes.append(f"trivial: lowest ratio {min(trivial_ratios):.3f}x {verdict} the {TRIVIAL_TARGET}x target")
     if "blocking" in args.scenarios and args.blocking_ms > 0:
         ceiling = args.max_workers * 1000 / args.blocking_ms
         notes.append(

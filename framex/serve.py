@@ -35,6 +35,9 @@ def serve(container: Container) -> None:
     settings = container.settings()
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if settings.adapter == "ray":
+        from framex.adapters.ray import prepare_environment
+
+        prepare_environment(settings)  # before Ray is imported
         from framex.adapters.ray_serve import serve_on_ray
 
         serve_on_ray(container)

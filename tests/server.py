@@ -62,9 +62,22 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
     raise TimeoutError(f"server at {url} not ready after {timeout}s")
 
 
+def session_processes(sid: int) -> list[str]:
+    """Processes still alive in session ``sid`` (a server started in its own session)."""
+    out = subprocess.run(["ps", "-eo", "sid=,pid=,stat=,args="], capture_output=True, text=True).stdout
+    alive = []
+    for line in out.splitlines():
+        fields = line.split(None, 3)
+        if len(fields) == 4 and fields[0] == str(sid) and not fields[2].startswith("Z"):
+            alive.append(f"{fields[1]} {fields[3][:100]}")
+    return alive
+
+
 @contextmanager
-def framex_server(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[Server]:
-    """Start `framex run --port <free> ARGS...` and stop it afterwards."""
+def framex_server(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, ready_timeout: float = 60
+) -> Iterator[Server]:
+    """Start `framex run --port <free> ARGS...` in its own session and stop it afterwards."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
     environ.update(env or {})
@@ -75,14 +88,15 @@ def framex_server(*args: str, env: dict[str, str] | None = None, cwd: Path = ROO
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     server = Server(process, f"http://127.0.0.1:{port}")
     try:
-        wait_ready(server.url, process)
+        wait_ready(server.url, process, ready_timeout)
         yield server
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         if process.stdout is not None:
             process.stdout.close()

@@ -7,6 +7,7 @@ either as a private instance listening on 127.0.0.1 or by joining ``ray.address`
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -20,8 +21,27 @@ from framex.errors import FrameXError, RemoteError
 if TYPE_CHECKING:
     from framex.remote import RemoteFunction
 
+logger = logging.getLogger("framex.ray")
+
 _init_lock = threading.Lock()
 _started_here = False  # whether this process started the Ray instance it is connected to
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Set what Ray reads from the environment; call before Ray is first imported.
+
+    A private instance listens on 127.0.0.1 only: Ray decides that from
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported.
+    """
+    conf = settings.ray
+    if conf.address is None:
+        if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+            logger.warning(
+                "Ray was imported before FrameX configured it, so the private Ray instance may listen on "
+                "every interface. Import Ray after FrameX starts it, or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0."
+            )
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    _apply_auth(conf)
 
 
 def _ray() -> Any:
@@ -43,9 +63,21 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _project_paths() -> list[str]:
+    # The working directory and the script's folder: where plugin modules are imported from.
+    paths = [os.getcwd()]
+    if sys.path and sys.path[0] and os.path.isdir(sys.path[0]) and "site-packages" not in sys.path[0]:
+        paths.append(os.path.abspath(sys.path[0]))
+    existing = os.environ.get("PYTHONPATH")
+    if existing:
+        paths.append(existing)
+    return list(dict.fromkeys(paths))
+
+
 def start_ray(settings: Settings) -> None:
     """Connect this process to Ray as configured, once; a no-op inside Ray workers."""
     global _started_here
+    prepare_environment(settings)
     ray = _ray()
     if ray.is_initialized():
         return
@@ -53,16 +85,13 @@ def start_ray(settings: Settings) -> None:
         if ray.is_initialized():
             return
         conf: RaySettings = settings.ray
-        _apply_auth(conf)
         runtime_env = dict(conf.runtime_env)
         env_vars = {**worker_env(settings), **runtime_env.get("env_vars", {})}
         kwargs: dict[str, Any] = {"namespace": conf.namespace, "log_to_driver": conf.log_to_driver}
         if conf.address is None:
             # A private instance on this machine: workers import plugins the way the
             # driver does, and Ray listens on loopback only.
-            paths = [p for p in sys.path if p and os.path.isdir(p)]
-            env_vars.setdefault("PYTHONPATH", os.pathsep.join(dict.fromkeys([os.getcwd(), *paths])))
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            env_vars.setdefault("PYTHONPATH", os.pathsep.join(_project_paths()))
             kwargs.update(
                 num_cpus=conf.num_cpus,
                 include_dashboard=conf.dashboard,
@@ -175,9 +204,9 @@ class RayAdapter:
             raise unwrap_error(exc, fn.func.__qualname__) from None
 
     def close(self) -> None:
+        # Ray itself stays up: whoever started it (`framex run`, a script's exit, a test
+        # session) shuts it down.
         self._tasks.clear()
-        if _started_here:
-            stop_ray()
 
     def __repr__(self) -> str:
         return f"RayAdapter(address={self.settings.ray.address!r})"

@@ -14,9 +14,10 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ray import serve as _serve
+from starlette.exceptions import HTTPException
 
 from framex.adapters.ray import start_ray, stop_ray, unwrap_error
 from framex.config import deep_merge
@@ -50,6 +51,30 @@ def _replica_container(settings_doc: dict[str, Any]) -> Container:
     return container
 
 
+class InTransitHTTPError(Exception):
+    """An ``HTTPException`` on its way from a plugin replica to the ingress.
+
+    Starlette's ``HTTPException`` does not survive pickling, so replicas send this.
+    """
+
+    def __init__(self, status_code: int, detail: Any, headers: dict[str, str] | None) -> None:
+        super().__init__(status_code, detail, headers)
+
+    @classmethod
+    def wrap(cls, exc: HTTPException) -> InTransitHTTPError:
+        return cls(exc.status_code, exc.detail, dict(exc.headers) if exc.headers else None)
+
+    def unwrap(self) -> HTTPException:
+        return HTTPException(*self.args)
+
+
+def _reraise(exc: Exception, api: PluginApi) -> NoReturn:
+    error = unwrap_error(exc, api.label)
+    if isinstance(error, InTransitHTTPError):
+        raise error.unwrap() from None
+    raise error from None
+
+
 class HandleForwarder:
     """Forwards plugin-class API calls to their deployments."""
 
@@ -71,15 +96,17 @@ class HandleForwarder:
         try:
             return await handle.call.remote(api.name, kwargs)
         except Exception as exc:
-            raise unwrap_error(exc, api.label) from None
+            _reraise(exc, api)
 
-    async def _stream(self, handle: DeploymentHandle[Any], api: PluginApi, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _stream(
+        self, handle: DeploymentHandle[Any], api: PluginApi, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
         response: Any = handle.options(stream=True).stream.remote(api.name, kwargs)
         try:
             async for item in response:
                 yield item
         except Exception as exc:
-            raise unwrap_error(exc, api.label) from None
+            _reraise(exc, api)
         finally:
             response.cancel()
 
@@ -99,16 +126,22 @@ class PluginReplica:
         self.registry = registry
 
     async def call(self, api_name: str, kwargs: dict[str, Any]) -> Any:
-        return await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+        try:
+            return await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+        except HTTPException as exc:
+            raise InTransitHTTPError.wrap(exc) from None
 
     async def stream(self, api_name: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        items = await self.registry.invoke(self.registry.get_api(api_name), kwargs)
-        if hasattr(items, "__aiter__"):
-            async for item in items:
-                yield item
-        else:
-            for item in items:
-                yield item
+        try:
+            items = await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+            if hasattr(items, "__aiter__"):
+                async for item in items:
+                    yield item
+            else:
+                for item in items:
+                    yield item
+        except HTTPException as exc:
+            raise InTransitHTTPError.wrap(exc) from None
 
 
 class Ingress:
@@ -122,7 +155,16 @@ class Ingress:
         registry: PluginRegistry = container.registry()
         registry.load_configured()
         registry.forward_classes(HandleForwarder(container.settings().ray.app_name))
-        return container.app()
+        app = container.app()
+        app.state.framex_request_id = _serve_request_id
+        return app
+
+
+def _serve_request_id() -> str | None:
+    from ray.serve.context import _get_serve_request_context
+
+    rid: str | None = _get_serve_request_context().request_id
+    return rid
 
 
 IngressDeployment = serve.ingress()(Ingress)

@@ -27,11 +27,21 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def request_id(request: Request) -> str:
-    """The client's ``X-Request-ID`` when it is safe to log, else a new id."""
+    """The client's ``X-Request-ID`` when it is safe to log, else the server's own id."""
     given = request.headers.get(REQUEST_ID_HEADER)
     if given is not None and _SAFE_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    # Behind Ray Serve, its proxy assigns the id (and returns it in the header).
+    source = getattr(request.app.state, "framex_request_id", None)
+    rid = source() if source is not None else None
+    return rid if isinstance(rid, str) and _SAFE_ID.fullmatch(rid) else uuid.uuid4().hex
+
+
+def request_id_headers(request: Request, rid: str) -> dict[str, str] | None:
+    """The ``X-Request-ID`` response header, unless a proxy in front already sets it."""
+    if getattr(request.app.state, "framex_request_id", None) is not None:
+        return None
+    return {REQUEST_ID_HEADER: rid}
 
 
 def internal_error(request: Request, where: str, exc: BaseException) -> Response:
@@ -42,7 +52,7 @@ def internal_error(request: Request, where: str, exc: BaseException) -> Response
         None,
         status=500,
         message=f"Internal server error. Quote request id {rid} when reporting it.",
-        headers={REQUEST_ID_HEADER: rid},
+        headers=request_id_headers(request, rid),
         request_id=rid,
     )
 

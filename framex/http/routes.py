@@ -13,10 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from framex.consts import REQUEST_ID_HEADER
 from framex.errors import PluginDefinitionError
 from framex.http.envelope import envelope_model, envelope_response
-from framex.http.errors import internal_error, request_id
+from framex.http.errors import internal_error, request_id, request_id_headers
 from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
 from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
@@ -98,7 +97,7 @@ def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
                 return internal_error(request, label, exc)
             rid = request_id(request)
             return StreamingResponse(
-                sse_stream(items, label, rid), media_type=SSE_MEDIA_TYPE, headers={REQUEST_ID_HEADER: rid}
+                sse_stream(items, label, rid), media_type=SSE_MEDIA_TYPE, headers=request_id_headers(request, rid)
             )
 
         return stream_endpoint

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.server import ROOT, framex_server, session_processes
+
+
+@pytest.fixture(scope="session")
+def ray_server() -> Iterator[httpx.Client]:
+    """`framex run --adapter ray` with the test configuration, shared by the session."""
+    args = ("--config", str(ROOT / "tests" / "config.yaml"), "--adapter", "ray")
+    with framex_server(*args, ready_timeout=240) as server:
+        # The header only labels the client for assertions; the server ignores it.
+        with httpx.Client(base_url=server.url, timeout=60, headers={"x-test-backend": "ray"}) as client:
+            yield client
+        code = server.stop(signal.SIGTERM, timeout=120)
+        leftovers = session_processes(server.process.pid)
+        assert code == 0, server.output()[-3000:]
+        assert leftovers == [], leftovers
+
+
+@pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def client(request: pytest.FixtureRequest) -> httpx.Client:
+    """An HTTP client of the test service: in-process (local) or a real Ray Serve deployment."""
+    if request.param == "ray":
+        server: httpx.Client = request.getfixturevalue("ray_server")
+        return server
+    local: TestClient = request.getfixturevalue("framex_client")
+    return local
