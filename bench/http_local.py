@@ -45,10 +45,15 @@ WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 TRIVIAL_TARGET = 0.85
 """FrameX should serve at least this share of plain FastAPI's requests/s on the trivial route."""
 
-FULL = {"duration": 5.0, "warmup": 1.0, "runs": 3, "concurrency": [1, 16, 64], "blocking_concurrency": [16, 64, 128]}
 OTHER_LOAD_LIMIT = 0.2
 """Cores used by other processes during a measurement above which it is flagged as disturbed."""
+RETRY_PAUSE = 2.0
+"""Seconds to wait before measuring again after a disturbed measurement."""
+
+FULL = {"duration": 5.0, "warmup": 1.0, "runs": 3, "concurrency": [1, 16, 64], "blocking_concurrency": [16, 64, 128]}
 QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [1, 8], "blocking_concurrency": [8]}
+
+Measure = Callable[["Server", str, int, float, float], LoadResult]
 
 
 @dataclass(frozen=True)
@@ -393,6 +398,58 @@ def versions() -> dict[str, str]:
 # -- main ---------------------------------------------------------------------------
 
 
+def measure_all(points: list[Point], servers: dict[str, Server], measure: Measure, args: argparse.Namespace) -> None:
+    """Fill every point: ``--runs`` rounds, the apps alternating within each round.
+
+    A measurement that other processes disturbed is taken again (up to ``--retries``
+    times) and the least disturbed attempt is kept.
+    """
+    for point in points:
+        for run in range(args.runs):
+            for spec in APPS:
+                attempts: list[LoadResult] = []
+                while len(attempts) <= args.retries:
+                    result = measure(servers[spec.key], point.path, point.concurrency, args.duration, args.warmup)
+                    attempts.append(result)
+                    print(
+                        f"  {point.scenario:8} c={point.concurrency:<4} run {run + 1}/{args.runs} "
+                        f"{spec.label:7} {result.rps:9,.0f} req/s  p99 {result.p99_ms:8.2f} ms  "
+                        f"errors {result.errors}  server {_num(result.server_cpu, '.2f')} "
+                        f"other {_num(result.other_cpu, '.2f')} steal {_num(result.steal, '.0%')}"
+                        f"{'  (disturbed)' if disturbed(result) else ''}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if not disturbed(result):
+                        break
+                    if len(attempts) <= args.retries:
+                        time.sleep(RETRY_PAUSE)  # let a burst of other work pass
+                point.runs.setdefault(spec.key, []).append(min(attempts, key=lambda r: r.other_cpu or 0.0))
+
+
+def summarize(points: list[Point], args: argparse.Namespace) -> list[str]:
+    """The verdicts printed under the tables."""
+    notes: list[str] = []
+    trivial_ratios = [r for p in points if p.scenario == "trivial" and (r := p.ratio()) is not None]
+    if trivial_ratios:
+        verdict = "meets" if min(trivial_ratios) >= TRIVIAL_TARGET else "is BELOW"
+        notes.append(f"trivial: lowest ratio {min(trivial_ratios):.3f}x {verdict} the {TRIVIAL_TARGET}x target")
+    if "blocking" in args.scenarios and args.blocking_ms > 0:
+        ceiling = args.max_workers * 1000 / args.blocking_ms
+        notes.append(
+            f"blocking: pool ceiling {args.max_workers} workers / {args.blocking_ms} ms = {ceiling:,.0f} req/s"
+        )
+    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r))
+    if kept_disturbed:
+        notes.append(
+            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core "
+            f"even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
+        )
+    if any(p.errors(app) for p in points for app in p.runs):
+        notes.append("some responses were not 200 (see the errors column)")
+    return notes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.http_local",
@@ -467,12 +524,11 @@ def main(argv: list[str] | None = None) -> int:
     points = [Point(name, path, c) for name in args.scenarios for path, levels in [scenarios[name]] for c in levels]
     options = ServerOptions(args.max_workers, args.loop, args.http)
     stack = resolved_server_stack(args.loop, args.http)
-    log = sys.stderr
     print(
         f"load generator: {'wrk' if use_wrk else 'python (bench/loadgen.py)'}; uvicorn loop={stack['loop']} "
         f"http={stack['http']}; max_workers={args.max_workers}; {args.runs} run(s) x {args.duration:g} s "
         f"(+{args.warmup:g} s warm-up) per app and point",
-        file=log,
+        file=sys.stderr,
     )
 
     started = time.time()
@@ -482,52 +538,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         for server in running_apps.values():
             check_answers(server, trivial_path, blocking_path)
-        for point in points:
-            for run in range(args.runs):
-                for spec in APPS:
-                    # A measurement that other processes disturbed is taken again (up to
-                    # --retries times); the least disturbed attempt is kept.
-                    attempts: list[LoadResult] = []
-                    while len(attempts) <= args.retries:
-                        result = measure(
-                            running_apps[spec.key], point.path, point.concurrency, args.duration, args.warmup
-                        )
-                        attempts.append(result)
-                        print(
-                            f"  {point.scenario:8} c={point.concurrency:<4} run {run + 1}/{args.runs} "
-                            f"{spec.label:7} {result.rps:9,.0f} req/s  p99 {result.p99_ms:8.2f} ms  "
-                            f"errors {result.errors}  server {_num(result.server_cpu, '.2f')} "
-                            f"other {_num(result.other_cpu, '.2f')} steal {_num(result.steal, '.0%')}"
-                            f"{'  (disturbed)' if disturbed(result) else ''}",
-                            file=log,
-                            flush=True,
-                        )
-                        if not disturbed(result):
-                            break
-                    point.runs.setdefault(spec.key, []).append(min(attempts, key=lambda r: r.other_cpu or 0.0))
+        measure_all(points, running_apps, measure, args)
 
     table, diagnostics = render_table(points), render_diagnostics(points)
     print(table)
     print()
     print(diagnostics)
-    notes = []
-    trivial_ratios = [r for p in points if p.scenario == "trivial" and (r := p.ratio()) is not None]
-    if trivial_ratios:
-        verdict = "meets" if min(trivial_ratios) >= TRIVIAL_TARGET else "is BELOW"
-        notes.append(f"trivial: lowest ratio {min(trivial_ratios):.3f}x {verdict} the {TRIVIAL_TARGET}x target")
-    if "blocking" in args.scenarios and args.blocking_ms > 0:
-        ceiling = args.max_workers * 1000 / args.blocking_ms
-        notes.append(
-            f"blocking: pool ceiling {args.max_workers} workers / {args.blocking_ms} ms = {ceiling:,.0f} req/s"
-        )
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core "
-            f"even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200 (see the errors column)")
+    notes = summarize(points, args)
     print()
     for note in notes:
         print(f"- {note}")
@@ -555,9 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nresults: {args.output}", file=log)
+    print(f"\nresults: {args.output}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the servers were stopped", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -59,7 +59,9 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise TimeoutError(f"server at {url} not ready after {timeout}s")
+    os.killpg(process.pid, signal.SIGKILL)
+    output = process.communicate()[0] if process.stdout else ""
+    raise TimeoutError(f"server at {url} not ready after {timeout}s; its output:\n{output[-5000:]}")
 
 
 def session_processes(sid: int) -> list[str]:

@@ -15,7 +15,7 @@ def blocking_job(ms: int) -> int:
 
 
 @on_request("/trivial", raw_response=False)
-async def trivial() -> dict:
+async def trivial() -> dict[str, bool]:
     """Answer at once: measures the framework's per-request overhead."""
     return {"ok": True}
 
@@ -23,4 +23,5 @@ async def trivial() -> dict:
 @on_request("/blocking")
 async def blocking(ms: int = 50) -> int:
     """Run ``blocking_job`` through the local adapter's thread pool."""
-    return await blocking_job.remote(ms)
+    result: int = await blocking_job.remote(ms)
+    return result

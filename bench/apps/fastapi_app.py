@@ -36,7 +36,7 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/api/v1/trivial")
-async def trivial() -> dict:
+async def trivial() -> dict[str, bool]:
     """Answer at once."""
     return {"ok": True}
 

@@ -30,11 +30,12 @@ _started_here = False  # whether this process started the Ray instance it is con
 def prepare_environment(settings: Settings) -> None:
     """Set what Ray reads from the environment; call before Ray is first imported.
 
-    A private instance listens on 127.0.0.1 only: Ray decides that from
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported.
+    A private instance listens on 127.0.0.1 only, and a cluster at a loopback address
+    is reached there: Ray decides both from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when
+    it is imported (otherwise it swaps 127.0.0.1 for the machine's own address).
     """
     conf = settings.ray
-    if conf.address is None:
+    if conf.address is None or _is_loopback(conf.address):
         if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
             logger.warning(
                 "Ray was imported before FrameX configured it, so the private Ray instance may listen on "
@@ -42,6 +43,11 @@ def prepare_environment(settings: Settings) -> None:
             )
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     _apply_auth(conf)
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _ray() -> Any:
@@ -93,6 +99,8 @@ def start_ray(settings: Settings) -> None:
             # driver does, and Ray listens on loopback only.
             env_vars.setdefault("PYTHONPATH", os.pathsep.join(_project_paths()))
             kwargs.update(
+                # "local": always a new instance, never one found on the machine.
+                address="local",
                 num_cpus=conf.num_cpus,
                 include_dashboard=conf.dashboard,
                 _node_ip_address="127.0.0.1",
