@@ -43,6 +43,7 @@ def serve(container: Container) -> None:
         serve_on_ray(container)
         return
     app = container.app()
+    app.state.framex_freeze_gc = True
     config = uvicorn.Config(
         app,
         host=settings.server.host,

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from framex.consts import API_STR, VERSION
-from framex.container import activate, deactivate
+from framex.container import activate
 from framex.http.envelope import envelope_response
 from framex.http.errors import install_error_handlers
 from framex.http.routes import add_api_route
 
 if TYPE_CHECKING:
     from framex.container import Container
-
-
-class ContainerScope:
-    """Makes the app's container the active one while it handles anything.
-
-    It also starts the plugins on the first request when no lifespan did (an app
-    mounted inside another app does not receive lifespan events).
-    """
-
-    def __init__(self, app: ASGIApp, container: Container) -> None:
-        self.app = app
-        self.container = container
-        self.registry = container.registry()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = activate(self.container)
-        try:
-            if scope["type"] != "lifespan" and not self.registry.started:
-                await self.registry.start()
-            await self.app(scope, receive, send)
-        finally:
-            deactivate(token)
 
 
 def build_app(container: Container) -> FastAPI:
@@ -50,11 +28,16 @@ def build_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        activate(container)  # the lifespan runs in a task of its own
         try:
             await registry.start()
         except Exception as exc:
             app.state.framex_startup_error = exc  # for `framex run` to report after the server gives up
             raise
+        if getattr(app.state, "framex_freeze_gc", False):
+            # What start-up built lives as long as the process: keep it out of the
+            # collector's full passes, which otherwise show up as latency spikes.
+            gc.freeze()
         try:
             yield
         finally:
@@ -69,6 +52,10 @@ def build_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Plugin routes first: they carry the traffic, and routes are matched in order.
+    for api in registry.apis:
+        if api.is_http:
+            add_api_route(app, container, api)
 
     @app.get("/health", response_class=PlainTextResponse, tags=["service"])
     async def health() -> str:
@@ -90,9 +77,5 @@ def build_app(container: Container) -> FastAPI:
         """The FrameX version, the backend and each plugin's version."""
         return envelope_response(versions)
 
-    for api in registry.apis:
-        if api.is_http:
-            add_api_route(app, registry, api)
-    app.add_middleware(ContainerScope, container=container)
     app.state.framex_container = container
     return app

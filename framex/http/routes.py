@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
 from framex.http.envelope import envelope_model, envelope_response
 from framex.http.errors import internal_error, request_id, request_id_headers
@@ -38,10 +39,10 @@ _ROUTE_OPTIONS = frozenset(
 _REQUEST_PARAM = "_framex_request"
 
 
-def add_api_route(app: FastAPI, registry: PluginRegistry, api: PluginApi) -> None:
+def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
     """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document."""
     assert api.path is not None
-    endpoint = _endpoint(registry, api)
+    endpoint = _endpoint(container, api)
     params = [
         *api.signature.parameters.values(),
         inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
@@ -81,7 +82,11 @@ def add_api_route(app: FastAPI, registry: PluginRegistry, api: PluginApi) -> Non
         raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
 
 
-def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
+def _endpoint(container: Container, api: PluginApi) -> Callable[..., Any]:
+    # The endpoint makes its container the active one (so `get_container()`, `@remote`
+    # and `call_plugin_api` in plugin code find it, even with several apps in a process)
+    # and starts the plugins on first use when no lifespan did (a mounted app).
+    registry: PluginRegistry = container.registry()
     invoke = registry.invoke
     label = api.label
 
@@ -89,15 +94,22 @@ def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
 
         async def stream_endpoint(**kwargs: Any) -> Response:
             request: Request = kwargs.pop(_REQUEST_PARAM)
+            token = activate(container)
             try:
+                if not registry.started:
+                    await registry.start()
                 items = await invoke(api, kwargs)
             except HTTPException:
                 raise
             except Exception as exc:
                 return internal_error(request, label, exc)
+            finally:
+                deactivate(token)
             rid = request_id(request)
             return StreamingResponse(
-                sse_stream(items, label, rid), media_type=SSE_MEDIA_TYPE, headers=request_id_headers(request, rid)
+                sse_stream(items, label, rid, container),
+                media_type=SSE_MEDIA_TYPE,
+                headers=request_id_headers(request, rid),
             )
 
         return stream_endpoint
@@ -107,12 +119,17 @@ def _endpoint(registry: PluginRegistry, api: PluginApi) -> Callable[..., Any]:
 
     async def endpoint(**kwargs: Any) -> Response:
         request: Request = kwargs.pop(_REQUEST_PARAM)
+        token = activate(container)
         try:
+            if not registry.started:
+                await registry.start()
             result = await invoke(api, kwargs)
         except HTTPException:
             raise
         except Exception as exc:
             return internal_error(request, label, exc)
+        finally:
+            deactivate(token)
         if isinstance(result, Response):
             return result
         try:

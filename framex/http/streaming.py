@@ -9,6 +9,8 @@ from typing import Any
 from pydantic_core import to_json
 from starlette.concurrency import iterate_in_threadpool
 
+from framex.container import Container, activate
+
 logger = logging.getLogger("framex.http")
 
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -32,8 +34,11 @@ def _encode(item: Any) -> str:
     return sse_event(item)
 
 
-async def sse_stream(items: Any, label: str, request_id: str) -> AsyncIterator[str]:
+async def sse_stream(items: Any, label: str, request_id: str, container: Container) -> AsyncIterator[str]:
     """Encode what a streaming handler produced; an error ends the stream with an error event."""
+    # The body is sent from a task of its own: plugin code running in it sees the app's
+    # container as the active one.
+    activate(container)
     source: AsyncIterator[Any]
     if hasattr(items, "__aiter__"):
         source = items

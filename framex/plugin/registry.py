@@ -10,7 +10,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -46,6 +46,7 @@ class PluginRegistry:
         self._by_path: dict[str, list[PluginApi]] = {}
         self._routes: dict[tuple[str, str], PluginApi] = {}
         self._handlers: dict[PluginApi, Callable[..., Any]] = {}
+        self._plans: dict[PluginApi, _Plan] = {}
         self._instantiated: set[str] = set()
         self._pending: list[tuple[Plugin, Any]] = []
         self._started: list[tuple[Plugin, Any]] = []
@@ -309,36 +310,64 @@ class PluginRegistry:
     # -- invocation ---------------------------------------------------------------
 
     def handler(self, api: PluginApi) -> Callable[..., Any]:
+        """The callable serving ``api`` in this process (a bound method or a function)."""
         handler = self._handlers.get(api)
         if handler is None:
             self.instantiate()
             handler = self._handlers[api]
         return handler
 
+    def _plan(self, api: PluginApi) -> _Plan:
+        if not self.is_local(api):
+            plan = _Plan(api.func, _FORWARD, self.plugins[api.plugin])
+        else:
+            handler = self.handler(api)
+            if inspect.iscoroutinefunction(handler):
+                kind = _ASYNC
+            elif inspect.isasyncgenfunction(handler):
+                kind = _ASYNC_GEN
+            else:
+                kind = _SYNC
+            plan = _Plan(handler, kind, self.plugins[api.plugin])
+        self._plans[api] = plan
+        return plan
+
     async def invoke(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
         """Call an API's handler in this process, as its plugin.
 
         Sync handlers run in a worker thread; streaming handlers return an async
-        iterator that runs as the plugin too.
+        iterator that runs as the plugin too. APIs of plugin classes served elsewhere
+        (Ray Serve) are forwarded.
         """
-        if not self.is_local(api):
+        plan = self._plans.get(api) or self._plan(api)
+        kind = plan.kind
+        if kind == _FORWARD:
             assert self._forward is not None
             return await self._forward(api, kwargs)
-        handler = self.handler(api)
-        plugin = self.plugins[api.plugin]
-        token = current_plugin.set(plugin)
+        token = current_plugin.set(plan.plugin)
         try:
-            if inspect.iscoroutinefunction(handler):
-                return await handler(**kwargs)
-            if inspect.isasyncgenfunction(handler):
-                return _as_plugin(plugin, handler(**kwargs))
+            if kind == _ASYNC:
+                return await plan.handler(**kwargs)
+            if kind == _ASYNC_GEN:
+                return _as_plugin(plan.plugin, plan.handler(**kwargs))
             ctx = contextvars.copy_context()
-            result = await run_in_threadpool(functools.partial(ctx.run, handler, **kwargs))
+            result = await run_in_threadpool(functools.partial(ctx.run, plan.handler, **kwargs))
             if inspect.isgenerator(result):
-                return _as_plugin(plugin, iterate_in_threadpool(result))
+                return _as_plugin(plan.plugin, iterate_in_threadpool(result))
             return result
         finally:
             current_plugin.reset(token)
+
+
+_ASYNC, _ASYNC_GEN, _SYNC, _FORWARD = range(4)
+
+
+class _Plan(NamedTuple):
+    """How to run one API, worked out on its first call."""
+
+    handler: Callable[..., Any]
+    kind: int
+    plugin: Plugin
 
 
 async def _as_plugin(plugin: Plugin, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
