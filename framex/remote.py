@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
@@ -79,6 +81,18 @@ class BoundRemote:
         return f"<bound remote {self.fn.func.__qualname__} of {self.__self__!r}>"
 
 
+# `@classmethod` above `@remote()` relies on classmethod binding the descriptor it
+# wraps, which Python 3.13 removed.
+_CLASSMETHOD_CHAINS = sys.version_info < (3, 13)
+
+
+def _first_parameter(func: Callable[..., Any]) -> str | None:
+    try:
+        return next(iter(inspect.signature(func).parameters), None)
+    except (TypeError, ValueError):
+        return None
+
+
 @overload
 def remote(func: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 
@@ -103,6 +117,12 @@ def remote(func: Any = None, /) -> Any:
             return RemoteFunction(target.__func__, "staticmethod")
         if not callable(target):
             raise TypeError(f"@remote() decorates a function or method, not {type(target).__name__}.")
+        if not _CLASSMETHOD_CHAINS and _first_parameter(target) == "cls":
+            warnings.warn(
+                f"`{target.__qualname__}`: on Python 3.13+ `@classmethod` above `@remote()` no longer passes "
+                "`cls` to `.remote()`; put `@remote()` above `@classmethod`.",
+                stacklevel=3,
+            )
         return RemoteFunction(target)
 
     if func is None:

@@ -234,3 +234,16 @@ async def test_each_container_uses_its_own_adapter() -> None:
         await double.remote(3)
     assert [c.args for c in first_fake.calls] == [(1,), (3,)]
     assert [c.args for c in second_fake.calls] == [(2,)]
+
+
+def test_python_313_classmethod_order_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    # `framex.remote` is the decorator; the module is reached through sys.modules.
+    monkeypatch.setattr(sys.modules["framex.remote"], "_CLASSMETHOD_CHAINS", False)
+
+    def scale(cls: type, x: int) -> int:
+        return x
+
+    with pytest.warns(UserWarning, match=r"put `@remote\(\)` above `@classmethod`"):
+        remote()(scale)

@@ -14,7 +14,7 @@ from tests.server import ROOT, framex_server, session_processes
 def ray_server() -> Iterator[httpx.Client]:
     """`framex run --adapter ray` with the test configuration, shared by the session."""
     args = ("--config", str(ROOT / "tests" / "config.yaml"), "--adapter", "ray")
-    with framex_server(*args, ready_timeout=240) as server:
+    with framex_server(*args, env={"FRAMEX__RAY__NUM_CPUS": "2"}, ready_timeout=240) as server:
         # The header only labels the client for assertions; the server ignores it.
         with httpx.Client(base_url=server.url, timeout=60, headers={"x-test-backend": "ray"}) as client:
             yield client
