@@ -40,6 +40,12 @@ class LocalSettings(_Strict):
     """The in-process backend."""
 
     max_workers: int = Field(32, ge=1, description="Thread pool size for sync @remote work.")
+    executor: Literal["thread", "process"] = Field(
+        "thread", description="Where sync @remote work runs unless a function says otherwise."
+    )
+    max_processes: int | None = Field(
+        None, ge=1, description="Process pool size for `executor: process` work (default: the number of CPUs)."
+    )
 
 
 class RaySettings(_Strict):

@@ -44,7 +44,12 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(validate_settings, config)
     adapter = providers.Selector(
         config.adapter,
-        local=providers.Singleton(LocalAdapter, max_workers=config.local.max_workers),
+        local=providers.Singleton(
+            LocalAdapter,
+            max_workers=config.local.max_workers,
+            executor=config.local.executor,
+            max_processes=config.local.max_processes,
+        ),
         ray=providers.Singleton(_ray_adapter, settings=settings),
     )
     registry = providers.Singleton(PluginRegistry, settings=settings)

@@ -37,3 +37,7 @@ class ApiNotDeclaredError(FrameXError, PermissionError):
 
 class RemoteError(FrameXError, RuntimeError):
     """A ``@remote`` call could not be executed by its backend."""
+
+
+class RemoteTimeoutError(FrameXError, TimeoutError):
+    """A ``@remote`` call took longer than its ``timeout``."""

@@ -9,36 +9,184 @@ staticmethod all work; ``f(...)`` stays a plain direct call.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 import sys
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from framex.errors import RemoteTimeoutError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 Kind = Literal["function", "classmethod", "staticmethod"]
+Executor = Literal["thread", "process"]
+
+logger = logging.getLogger("framex.remote")
 
 
-class RemoteFunction(Generic[P, R]):
+@dataclass(frozen=True)
+class RemoteOptions:
+    """How calls of one ``@remote`` function run. Validated when the function is decorated."""
+
+    timeout: float | None = None
+    """Seconds the ``await`` may take in all (retries included) before `RemoteTimeoutError`."""
+    retries: int = 0
+    """Run again up to this many times when the call raises one of ``retry_on``."""
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    max_concurrency: int | None = None
+    """At most this many executions at once from this process; the rest wait in order."""
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    resources: Mapping[str, float] | None = field(default=None, hash=False)
+    """Ray task resources; the local backend ignores them (with one warning)."""
+    executor: Executor | None = None
+    """Local backend: ``thread`` or ``process``; None takes ``local.executor``."""
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
+            raise ValueError(f"@remote(timeout={self.timeout!r}): give a number of seconds > 0, or None.")
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise ValueError(f"@remote(retries={self.retries!r}): give a whole number >= 0.")
+        retry_on = self.retry_on if isinstance(self.retry_on, tuple) else (self.retry_on,)
+        if not retry_on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError(f"@remote(retry_on={self.retry_on!r}): give exception classes, e.g. (ConnectionError,).")
+        object.__setattr__(self, "retry_on", retry_on)
+        if self.max_concurrency is not None and (not isinstance(self.max_concurrency, int) or self.max_concurrency < 1):
+            raise ValueError(f"@remote(max_concurrency={self.max_concurrency!r}): give a whole number >= 1, or None.")
+        for name in ("num_cpus", "num_gpus"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"@remote({name}={value!r}): give a number >= 0, or None.")
+        if self.resources is not None and not (
+            isinstance(self.resources, Mapping)
+            and all(isinstance(v, (int, float)) and v >= 0 for v in self.resources.values())
+        ):
+            raise ValueError(f"@remote(resources={self.resources!r}): give a mapping of names to amounts >= 0.")
+        if self.executor not in (None, "thread", "process"):
+            raise ValueError(f"@remote(executor={self.executor!r}): use 'thread' or 'process' (or None).")
+
+    @property
+    def ray_resources(self) -> dict[str, Any]:
+        """The Ray task options among these (``num_cpus``, ``num_gpus``, ``resources``)."""
+        given = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": self.resources}
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in given.items() if v is not None}
+
+
+DEFAULT_OPTIONS = RemoteOptions()
+_OPTION_NAMES = frozenset(f.name for f in fields(RemoteOptions))
+
+
+class _Callable:
+    """What ``RemoteFunction`` and ``BoundRemote`` share: ``remote``, ``map`` and ``starmap``."""
+
+    def _target(self) -> tuple[RemoteFunction[..., Any], tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run through the active container's adapter.
+
+        Returns an awaitable of the result, or, for a generator function, an async
+        iterator of its items.
+        """
+        fn, bound = self._target()
+        if bound:
+            args = (*bound, *args)
+        if fn.is_generator:
+            return _stream(fn, args, kwargs)
+        return _call(fn, args, kwargs)
+
+    async def map(
+        self, items: Iterable[Any], concurrency: int | None = None, return_exceptions: bool = False
+    ) -> list[Any]:
+        """``.remote(item)`` for every item (at most ``concurrency`` at once); results in input order."""
+        return await self.starmap(((item,) for item in items), concurrency, return_exceptions)
+
+    async def starmap(
+        self, arg_tuples: Iterable[Iterable[Any]], concurrency: int | None = None, return_exceptions: bool = False
+    ) -> list[Any]:
+        """``.remote(*args)`` for every tuple of arguments; results in input order."""
+        fn, bound = self._target()
+        if fn.is_generator:
+            raise TypeError(
+                f"`{fn.func.__qualname__}` is a generator function: iterate `.remote(...)` instead of mapping."
+            )
+        calls = [(*bound, *args) for args in arg_tuples]
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ValueError(f"map(concurrency={concurrency!r}): give a whole number >= 1, or None.")
+        if concurrency is None or concurrency >= len(calls):
+            return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
+        return await _bounded(fn, calls, concurrency, return_exceptions)
+
+
+class RemoteFunction(_Callable, Generic[P, R]):
     """A function that can be called directly or with ``await f.remote(...)``."""
 
-    def __init__(self, func: Callable[P, R], kind: Kind = "function") -> None:
+    def __init__(self, func: Callable[P, R], kind: Kind = "function", options: RemoteOptions = DEFAULT_OPTIONS) -> None:
         self.func = func
         self.kind: Kind = kind
+        self.opts = options
         self.is_async = inspect.iscoroutinefunction(func)
+        self.is_async_gen = inspect.isasyncgenfunction(func)
+        self.is_generator = self.is_async_gen or inspect.isgeneratorfunction(func)
+        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._warned = False
         functools.update_wrapper(self, func)
+        if self.is_generator and (options.timeout is not None or options.retries):
+            raise ValueError(
+                f"`{func.__qualname__}` is a generator function: `timeout` and `retries` apply to calls, not to "
+                "streams. Bound the consumer instead (e.g. `asyncio.timeout`)."
+            )
+        if options.executor == "process":
+            if self.is_generator:
+                raise ValueError(
+                    f"`{func.__qualname__}`: generator functions cannot run on the process executor; "
+                    "use threads or Ray."
+                )
+            if "<locals>" in func.__qualname__:
+                raise ValueError(
+                    f"`{func.__qualname__}`: `executor='process'` needs a function a worker process can import; "
+                    "define it at module level (or in a class at module level)."
+                )
+
+    def _target(self) -> tuple[RemoteFunction[..., Any], tuple[Any, ...]]:
+        return self, ()
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    async def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        """Run the function through the active container's adapter and return its result."""
-        from framex.container import get_container
+    def options(self, **overrides: Any) -> RemoteFunction[P, R]:
+        """A copy with some options changed, for the calls made through it."""
+        unknown = sorted(set(overrides) - _OPTION_NAMES)
+        if unknown:
+            raise TypeError(
+                f"options(): unknown option(s) {', '.join(unknown)}; use {', '.join(sorted(_OPTION_NAMES))}."
+            )
+        return RemoteFunction(self.func, self.kind, replace(self.opts, **overrides))
 
-        return await get_container().adapter().call(self, args, kwargs)
+    def limit(self) -> asyncio.Semaphore | None:
+        """This function's ``max_concurrency`` gate on the running loop."""
+        if self.opts.max_concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        gate = self._limits.get(loop)
+        if gate is None:
+            gate = self._limits[loop] = asyncio.Semaphore(self.opts.max_concurrency)
+        return gate
+
+    def warn_once(self, message: str) -> None:
+        """Log ``message`` the first time only (per function)."""
+        if not self._warned:
+            self._warned = True
+            logger.warning(message)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if self.kind == "staticmethod":
@@ -55,7 +203,7 @@ class RemoteFunction(Generic[P, R]):
         return f"<remote {self.kind} {self.func.__qualname__}>"
 
 
-class BoundRemote:
+class BoundRemote(_Callable):
     """A :class:`RemoteFunction` with its first argument (``self`` or ``cls``) bound."""
 
     __slots__ = ("__self__", "fn")
@@ -64,14 +212,15 @@ class BoundRemote:
         self.fn = fn
         self.__self__ = bound
 
+    def _target(self) -> tuple[RemoteFunction[..., Any], tuple[Any, ...]]:
+        return self.fn, (self.__self__,)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn.func(self.__self__, *args, **kwargs)
 
-    async def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the bound function through the active container's adapter."""
-        from framex.container import get_container
-
-        return await get_container().adapter().call(self.fn, (self.__self__, *args), kwargs)
+    def options(self, **overrides: Any) -> BoundRemote:
+        """A copy with some options changed, still bound."""
+        return BoundRemote(self.fn.options(**overrides), self.__self__)
 
     @property
     def __wrapped__(self) -> Callable[..., Any]:
@@ -79,6 +228,97 @@ class BoundRemote:
 
     def __repr__(self) -> str:
         return f"<bound remote {self.fn.func.__qualname__} of {self.__self__!r}>"
+
+
+def _adapter() -> Any:
+    from framex.container import get_container
+
+    return get_container().adapter()
+
+
+async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    adapter = _adapter()
+    options = fn.opts
+    if options is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
+        return await adapter.call(fn, args, kwargs)
+    gate = fn.limit()
+    if gate is None:
+        return await _with_deadline(fn, adapter, args, kwargs)
+    async with gate:
+        return await _with_deadline(fn, adapter, args, kwargs)
+
+
+async def _with_deadline(
+    fn: RemoteFunction[..., Any], adapter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    timeout = fn.opts.timeout
+    if timeout is None:
+        return await _with_retries(fn, adapter, args, kwargs)
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            return await _with_retries(fn, adapter, args, kwargs)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the function's own TimeoutError
+        raise RemoteTimeoutError(
+            f"`{fn.func.__qualname__}` did not finish within {timeout} s (on the {adapter.name} backend); "
+            "raise `timeout` or make the work smaller."
+        ) from None
+
+
+async def _with_retries(
+    fn: RemoteFunction[..., Any], adapter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    options = fn.opts
+    # Ray re-runs failed tasks itself (see the Ray adapter); other backends retry here.
+    attempts = 1 if getattr(adapter, "retries_tasks", False) else options.retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return await adapter.call(fn, args, kwargs)
+        except options.retry_on as exc:
+            if attempt == attempts:
+                raise
+            logger.info(
+                "`%s` raised %s; attempt %d of %d", fn.func.__qualname__, type(exc).__name__, attempt + 1, attempts
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _bounded(
+    fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], concurrency: int, return_exceptions: bool
+) -> list[Any]:
+    # A fixed set of workers pulling the next index: no task or gate per item.
+    results: list[Any] = [None] * len(calls)
+    positions = iter(range(len(calls)))
+
+    async def worker() -> None:
+        for i in positions:
+            try:
+                results[i] = await _call(fn, calls[i], {})
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                results[i] = exc
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+async def _stream(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    adapter = _adapter()
+    gate = fn.limit()
+    if gate is not None:
+        await gate.acquire()
+    items = adapter.stream(fn, args, kwargs)
+    try:
+        async for item in items:
+            yield item
+    finally:
+        try:
+            await items.aclose()
+        finally:
+            if gate is not None:
+                gate.release()
 
 
 # `@classmethod` above `@remote()` relies on classmethod binding the descriptor it
@@ -98,23 +338,39 @@ def remote(func: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 
 
 @overload
-def remote() -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+def remote(
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    max_concurrency: int | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: Mapping[str, float] | None = None,
+    executor: Executor | None = None,
+) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
 
 
-def remote(func: Any = None, /) -> Any:
+def remote(func: Any = None, /, **options: Any) -> Any:
     """Put a function behind the execution boundary: ``await f.remote(...)``.
 
-    Usable as ``@remote()`` or ``@remote`` on functions, methods, classmethods and
-    staticmethods, sync or async.
+    Usable as ``@remote()``, ``@remote`` or ``@remote(timeout=..., ...)`` on functions,
+    methods, classmethods and staticmethods, sync or async, generators included (then
+    ``f.remote(...)`` is an async iterator). Options are checked here, so a bad one
+    fails at import rather than at the first call.
     """
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"@remote(): unknown option(s) {', '.join(unknown)}; use {', '.join(sorted(_OPTION_NAMES))}.")
+    settings = RemoteOptions(**options) if options else DEFAULT_OPTIONS
 
     def decorate(target: Any) -> RemoteFunction[Any, Any]:
         if isinstance(target, RemoteFunction):
-            return target
+            return target if not options else RemoteFunction(target.func, target.kind, settings)
         if isinstance(target, classmethod):
-            return RemoteFunction(target.__func__, "classmethod")
+            return RemoteFunction(target.__func__, "classmethod", settings)
         if isinstance(target, staticmethod):
-            return RemoteFunction(target.__func__, "staticmethod")
+            return RemoteFunction(target.__func__, "staticmethod", settings)
         if not callable(target):
             raise TypeError(f"@remote() decorates a function or method, not {type(target).__name__}.")
         if not _CLASSMETHOD_CHAINS and _first_parameter(target) == "cls":
@@ -123,7 +379,7 @@ def remote(func: Any = None, /) -> Any:
                 "`cls` to `.remote()`; put `@remote()` above `@classmethod`.",
                 stacklevel=3,
             )
-        return RemoteFunction(target)
+        return RemoteFunction(target, "function", settings)
 
     if func is None:
         return decorate

@@ -1,30 +1,54 @@
-"""The in-process backend: async work on the event loop, sync work on a bounded thread pool."""
+"""The in-process backend: async work on the event loop, sync work on a bounded pool.
+
+Sync functions run on a thread pool (``local.max_workers``) with the caller's
+contextvars, or, with ``executor="process"``, on a process pool
+(``local.max_processes``) so CPU-bound Python uses every core. There is no lock: N
+blocking jobs run N-wide up to the pool size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
+import multiprocessing
+import os
+import pickle
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Literal
+
+from framex.adapters.calls import call_by_reference, reference
+from framex.errors import RemoteError
 
 if TYPE_CHECKING:
     from framex.remote import RemoteFunction
 
+_DONE = object()
+
+
+def _next(items: Iterator[Any]) -> Any:
+    return next(items, _DONE)
+
 
 class LocalAdapter:
-    """Runs ``@remote`` work in this process.
-
-    Sync functions run on a thread pool of ``max_workers`` threads with the caller's
-    contextvars; there is no lock, so N blocking jobs run N-wide up to the pool size.
-    """
+    """Runs ``@remote`` work in this process (threads) or in local worker processes."""
 
     name = "local"
 
-    def __init__(self, max_workers: int = 32) -> None:
+    def __init__(
+        self,
+        max_workers: int = 32,
+        executor: Literal["thread", "process"] = "thread",
+        max_processes: int | None = None,
+    ) -> None:
         self.max_workers = max_workers
+        self.executor = executor
+        self.max_processes = max_processes or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -37,17 +61,117 @@ class LocalAdapter:
                 pool = self._pool
         return pool
 
+    @property
+    def processes(self) -> ProcessPoolExecutor:
+        pool = self._processes
+        if pool is None:
+            with self._lock:
+                if self._processes is None:
+                    # forkserver: workers do not inherit this process's threads (uvicorn,
+                    # the thread pool), which `fork` would copy mid-flight.
+                    context = multiprocessing.get_context("forkserver")
+                    self._processes = ProcessPoolExecutor(self.max_processes, mp_context=context)
+                pool = self._processes
+        return pool
+
+    def _warn_ignored(self, fn: RemoteFunction[..., Any]) -> None:
+        if fn.opts.ray_resources:
+            fn.warn_once(
+                f"`{fn.func.__qualname__}`: {', '.join(fn.opts.ray_resources)} are Ray task resources; the local "
+                "backend ignores them."
+            )
+
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if fn.opts.ray_resources:
+            self._warn_ignored(fn)
+        executor = fn.opts.executor
+        # An async function runs on the loop unless it asks for a process itself.
+        if executor == "process" or (executor is None and not fn.is_async and self.executor == "process"):
+            return await self._in_process(fn, args, kwargs)
         if fn.is_async:
             return await fn.func(*args, **kwargs)
         ctx = contextvars.copy_context()
         job = functools.partial(ctx.run, fn.func, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.pool, job)
 
+    async def _in_process(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        name = fn.func.__qualname__
+        pool = self.processes
+        try:
+            future: Future[Any] = pool.submit(call_by_reference, reference(fn), args, kwargs)
+        except BrokenProcessPool:
+            self._reset_processes(pool)
+            pool = self.processes
+            future = pool.submit(call_by_reference, reference(fn), args, kwargs)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # a job not started yet never runs
+            raise
+        except BrokenProcessPool as exc:
+            self._reset_processes(pool)
+            raise RemoteError(
+                f"`{name}` did not finish: the worker process running it died. The pool was restarted; "
+                "check for crashes in native code or the process being killed (out of memory)."
+            ) from exc
+        except Exception as exc:
+            if _failed_to_send(exc):
+                raise RemoteError(
+                    f"`{name}` could not be sent to a worker process: {type(exc).__name__}: {exc}. Arguments and "
+                    "results must be picklable (and the function importable); or use `executor='thread'`."
+                ) from exc
+            raise
+
+    def _reset_processes(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._processes is broken:
+                self._processes = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    async def stream(
+        self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """Items of a generator function as they are produced; closing stops the producer."""
+        if fn.opts.ray_resources:
+            self._warn_ignored(fn)
+        if fn.is_async_gen:
+            agen = fn.func(*args, **kwargs)
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                await agen.aclose()
+            return
+        gen = fn.func(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        try:
+            while True:
+                # One step per pool round trip: items arrive while the generator runs,
+                # and nothing runs ahead of the consumer.
+                item = await loop.run_in_executor(self.pool, ctx.run, _next, gen)
+                if item is _DONE:
+                    return
+                yield item
+        finally:
+            await loop.run_in_executor(self.pool, ctx.run, gen.close)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            self._processes = None
 
     def __repr__(self) -> str:
-        return f"LocalAdapter(max_workers={self.max_workers})"
+        return f"LocalAdapter(max_workers={self.max_workers}, executor={self.executor!r})"
+
+
+def _failed_to_send(exc: BaseException) -> bool:
+    # The pool attaches a traceback text to both kinds of failure; only errors raised
+    # by the job itself passed through `call_by_reference` in the worker.
+    cause = exc.__cause__
+    if type(cause).__name__ == "_RemoteTraceback" and "in call_by_reference" in str(cause):
+        return False
+    return isinstance(exc, (pickle.PicklingError, AttributeError, TypeError)) and "pickle" in str(exc).lower()

@@ -11,9 +11,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from framex.adapters.calls import drive_async_generator, run_coroutine_function
 from framex.config import RaySettings, Settings
 from framex.consts import CONFIG_ENV
 from framex.errors import FrameXError, RemoteError
@@ -162,24 +163,24 @@ def unwrap_error(exc: BaseException, label: str) -> BaseException:
     return exc
 
 
-_thread_loops = threading.local()
+def _task_function(fn: RemoteFunction[..., Any]) -> Callable[..., Any]:
+    # Ray tasks are sync: async functions run on a loop kept by the worker thread (no
+    # loop set-up per call), and async generators are driven the same way.
+    func = fn.func
+    if fn.is_async_gen:
 
+        def run(*args: Any, **kwargs: Any) -> Any:
+            yield from drive_async_generator(func, args, kwargs)
 
-def _run_coroutine_function(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    # Ray tasks are sync; an async function runs on a loop that stays with the worker
-    # thread across calls, so a call costs no loop set-up and tear-down.
-    loop = getattr(_thread_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _thread_loops.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(fn(*args, **kwargs))
+    elif fn.is_async:
 
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return run_coroutine_function(func, args, kwargs)
 
-def _async_trampoline(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return _run_coroutine_function(fn, args, kwargs)
-
-    run.__name__ = getattr(fn, "__name__", "async_task")
-    run.__qualname__ = getattr(fn, "__qualname__", run.__name__)
+    else:
+        return func
+    run.__name__ = getattr(func, "__name__", "task")
+    run.__qualname__ = getattr(func, "__qualname__", run.__name__)
     return run
 
 
@@ -187,6 +188,8 @@ class RayAdapter:
     """Runs ``@remote`` functions as Ray tasks; the task wrapper is built once per function."""
 
     name = "ray"
+    retries_tasks = True
+    """``retries`` / ``retry_on`` become Ray task retries (application exceptions included)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -196,9 +199,16 @@ class RayAdapter:
         task = self._tasks.get(fn)
         if task is None:
             start_ray(self.settings)
-            target = _async_trampoline(fn.func) if fn.is_async else fn.func
-            # No automatic retry: re-running application code is opt-in.
-            task = self._tasks[fn] = _ray().remote(max_retries=0)(target)
+            opts = fn.opts
+            # No retry unless asked: re-running application code is opt-in.
+            options: dict[str, Any] = {
+                "max_retries": opts.retries,
+                "retry_exceptions": list(opts.retry_on) if opts.retries else False,
+                **opts.ray_resources,
+            }
+            if fn.is_generator:
+                options["num_returns"] = "streaming"
+            task = self._tasks[fn] = _ray().remote(**options)(_task_function(fn))
         return task
 
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -210,6 +220,25 @@ class RayAdapter:
             raise
         except Exception as exc:
             raise unwrap_error(exc, fn.func.__qualname__) from None
+
+    async def stream(
+        self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """A generator function as a Ray streaming task: items arrive as the task yields them."""
+        refs = self._task(fn).remote(*args, **kwargs)
+        label = fn.func.__qualname__
+        finished = False
+        try:
+            async for ref in refs:
+                try:
+                    item = await ref
+                except Exception as exc:
+                    raise unwrap_error(exc, label) from None
+                yield item
+            finished = True
+        finally:
+            if not finished:
+                _ray().cancel(refs)  # the consumer stopped early: stop the producer
 
     def close(self) -> None:
         # Ray itself stays up: whoever started it (`framex run`, a script's exit, a test
