@@ -121,6 +121,10 @@ class _Callable:
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ValueError(f"map(concurrency={concurrency!r}): give a whole number >= 1, or None.")
         if concurrency is None or concurrency >= len(calls):
+            adapter = _adapter()
+            call_many = getattr(adapter, "call_many", None)
+            if call_many is not None and fn.opts is DEFAULT_OPTIONS:
+                return list(await call_many(fn, calls, return_exceptions))
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
 

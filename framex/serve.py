@@ -35,9 +35,10 @@ def serve(container: Container) -> None:
     settings = container.settings()
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if settings.adapter == "ray":
-        from framex.adapters.ray import prepare_environment
+        from framex.adapters.ray import prepare_environment, require_ray
 
         prepare_environment(settings)  # before Ray is imported
+        require_ray()
         from framex.adapters.ray_serve import serve_on_ray
 
         serve_on_ray(container)

@@ -45,6 +45,16 @@ def drive_async_generator(fn: Callable[..., Any], args: tuple[Any, ...], kwargs:
         loop.run_until_complete(agen.aclose())
 
 
+def importable(fn: RemoteFunction[..., Any]) -> bool:
+    """Whether another process can find ``fn`` by module and name (as this one does)."""
+    if fn.func.__module__ == "__main__" or "<locals>" in fn.func.__qualname__:
+        return False
+    try:
+        return resolve(reference(fn)) is fn.func
+    except Exception:
+        return False
+
+
 def reference(fn: RemoteFunction[..., Any]) -> Reference:
     """How a worker process finds the function: its module and qualified name."""
     return fn.func.__module__, fn.func.__qualname__
@@ -67,9 +77,28 @@ def resolve(ref: Reference) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+_resolved: dict[Reference, Callable[..., Any]] = {}
+
+
+def _lookup(ref: Reference) -> Callable[..., Any]:
+    func = _resolved.get(ref)
+    if func is None:
+        func = _resolved[ref] = resolve(ref)
+    return func
+
+
 def call_by_reference(ref: Reference, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    """Entry point of a worker process: find the function and run it."""
-    func = resolve(ref)
+    """Entry point in a worker process: find the function and run it."""
+    func = _lookup(ref)
     if inspect.iscoroutinefunction(func):
         return run_coroutine_function(func, args, kwargs)
     return func(*args, **kwargs)
+
+
+def stream_by_reference(ref: Reference, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[Any]:
+    """Entry point in a worker process for generator functions: their items."""
+    func = _lookup(ref)
+    if inspect.isasyncgenfunction(func):
+        yield from drive_async_generator(func, args, kwargs)
+    else:
+        yield from func(*args, **kwargs)

@@ -14,7 +14,14 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from framex.adapters.calls import drive_async_generator, run_coroutine_function
+from framex.adapters.calls import (
+    call_by_reference,
+    drive_async_generator,
+    importable,
+    reference,
+    run_coroutine_function,
+    stream_by_reference,
+)
 from framex.config import RaySettings, Settings
 from framex.consts import CONFIG_ENV
 from framex.errors import FrameXError, RemoteError
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("framex.ray")
 
 _init_lock = threading.Lock()
+_paths: list[str] | None = None
 _started_here = False  # whether this process started the Ray instance it is connected to
 
 
@@ -35,6 +43,9 @@ def prepare_environment(settings: Settings) -> None:
     is reached there: Ray decides both from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when
     it is imported (otherwise it swaps 127.0.0.1 for the machine's own address).
     """
+    global _paths
+    if _paths is None and "ray" not in sys.modules:
+        _paths = _project_paths()
     conf = settings.ray
     if conf.address is None or _is_loopback(conf.address):
         if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
@@ -49,6 +60,11 @@ def prepare_environment(settings: Settings) -> None:
 def _is_loopback(address: str) -> bool:
     host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def require_ray() -> None:
+    """Fail with a clear message when Ray is not installed."""
+    _ray()
 
 
 def _ray() -> Any:
@@ -71,7 +87,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def _project_paths() -> list[str]:
-    # The working directory and the script's folder: where plugin modules are imported from.
+    # The working directory and the script's folder: where plugin modules are imported
+    # from. Read before Ray is imported, which puts folders of its own first.
     paths = [os.getcwd()]
     if sys.path and sys.path[0] and os.path.isdir(sys.path[0]) and "site-packages" not in sys.path[0]:
         paths.append(os.path.abspath(sys.path[0]))
@@ -98,7 +115,7 @@ def start_ray(settings: Settings) -> None:
         if conf.address is None:
             # A private instance on this machine: workers import plugins the way the
             # driver does, and Ray listens on loopback only.
-            env_vars.setdefault("PYTHONPATH", os.pathsep.join(_project_paths()))
+            env_vars.setdefault("PYTHONPATH", os.pathsep.join(_paths or _project_paths()))
             kwargs.update(
                 # "local": always a new instance, never one found on the machine.
                 address="local",
@@ -165,9 +182,24 @@ def unwrap_error(exc: BaseException, label: str) -> BaseException:
 
 def _task_function(fn: RemoteFunction[..., Any]) -> Callable[..., Any]:
     # Ray tasks are sync: async functions run on a loop kept by the worker thread (no
-    # loop set-up per call), and async generators are driven the same way.
+    # loop set-up per call), and async generators are driven the same way. A function
+    # the worker can import is sent by name, so the worker uses its module as it is
+    # there (its globals are not pickled along); others are sent by value.
+    ref = reference(fn) if importable(fn) else None
     func = fn.func
-    if fn.is_async_gen:
+    run: Callable[..., Any]
+    if ref is not None:
+        if fn.is_generator:
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                yield from stream_by_reference(ref, args, kwargs)
+
+        else:
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                return call_by_reference(ref, args, kwargs)
+
+    elif fn.is_async_gen:
 
         def run(*args: Any, **kwargs: Any) -> Any:
             yield from drive_async_generator(func, args, kwargs)
@@ -184,6 +216,18 @@ def _task_function(fn: RemoteFunction[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _is_task_worker() -> bool:
+    # A process that runs plain Ray tasks (not the driver, not an actor such as a Serve
+    # replica, whose event loop must never block).
+    try:
+        from ray._private import worker
+
+        current = worker.global_worker
+        return bool(current.mode == worker.WORKER_MODE and current.actor_id.is_nil())
+    except Exception:
+        return False
+
+
 class RayAdapter:
     """Runs ``@remote`` functions as Ray tasks; the task wrapper is built once per function."""
 
@@ -194,6 +238,12 @@ class RayAdapter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tasks: dict[RemoteFunction[..., Any], Any] = {}
+        self._task_worker: bool | None = None
+
+    def _blocking_wait(self) -> bool:
+        if self._task_worker is None:
+            self._task_worker = _is_task_worker()
+        return self._task_worker
 
     def _task(self, fn: RemoteFunction[..., Any]) -> Any:
         task = self._tasks.get(fn)
@@ -214,12 +264,50 @@ class RayAdapter:
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ref = self._task(fn).remote(*args, **kwargs)
         try:
+            if self._blocking_wait():
+                # Inside a Ray task, `ray.get` tells Ray the worker waits, so Ray lends its
+                # CPU to the task it waits for; awaiting the ref would hold the CPU and can
+                # deadlock a full cluster. (Fan out with `.map`, which waits for all at once.)
+                return _ray().get(ref)
             return await ref
         except asyncio.CancelledError:
             _ray().cancel(ref)
             raise
         except Exception as exc:
             raise unwrap_error(exc, fn.func.__qualname__) from None
+
+    async def call_many(
+        self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
+    ) -> list[Any]:
+        """Submit every call, then wait for all: a fan-out runs in parallel, in a task too."""
+        task = self._task(fn)
+        refs = [task.remote(*args) for args in calls]
+        label = fn.func.__qualname__
+        try:
+            if self._blocking_wait():
+                ray = _ray()
+                if not return_exceptions:
+                    return list(ray.get(refs))
+                results: list[Any] = []
+                for ref in refs:
+                    try:
+                        results.append(ray.get(ref))
+                    except Exception as exc:
+                        results.append(unwrap_error(exc, label))
+                return results
+            outcomes = await asyncio.gather(*refs, return_exceptions=True)
+        except asyncio.CancelledError:
+            for ref in refs:
+                _ray().cancel(ref)
+            raise
+        except Exception as exc:
+            raise unwrap_error(exc, label) from None
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors and not return_exceptions:
+            for ref in refs:
+                _ray().cancel(ref)
+            raise unwrap_error(errors[0], label) from None
+        return [unwrap_error(o, label) if isinstance(o, BaseException) else o for o in outcomes]
 
     async def stream(
         self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

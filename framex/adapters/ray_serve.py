@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException
 from framex.adapters.ray import start_ray, stop_ray, unwrap_error
 from framex.config import deep_merge
 from framex.container import Container, use_container
-from framex.errors import FrameXError
-from framex.plugin.loader import Plugin, PluginApi
+from framex.errors import FrameXError, PluginDefinitionError
+from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
+from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
 
 if TYPE_CHECKING:
@@ -35,9 +36,11 @@ serve: Any = _serve
 logger = logging.getLogger("framex.ray")
 
 
-def deployment_name(plugin: Plugin, cls: type) -> str:
-    """``<plugin>.<Class>``, the deployment serving that plugin class."""
-    return f"{plugin.name}.{cls.__name__}"
+def deployment_name(plugin: str, cls: type) -> str:
+    """The deployment serving a plugin class: ``@on_register(name=...)``, else ``<plugin>.<Class>``."""
+    spec = cls.__dict__.get(REGISTER_ATTR)
+    custom = spec.options.get("name") if isinstance(spec, RegisterSpec) else None
+    return str(custom) if custom else f"{plugin}.{cls.__name__}"
 
 
 def streams(api: PluginApi) -> bool:
@@ -90,7 +93,7 @@ class HandleForwarder:
 
     async def __call__(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
         assert api.owner is not None
-        handle = self._handle(f"{api.plugin}.{api.owner.__name__}")
+        handle = self._handle(deployment_name(api.plugin, api.owner))
         if streams(api):
             return self._stream(handle, api, kwargs)
         try:
@@ -124,6 +127,10 @@ class PluginReplica:
         registry.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
         await registry.start()
         self.registry = registry
+
+    async def __del__(self) -> None:
+        # Ray Serve awaits this when it stops the replica: the plugin's `on_stop`.
+        await self.registry.stop()
 
     async def call(self, api_name: str, kwargs: dict[str, Any]) -> Any:
         try:
@@ -193,8 +200,14 @@ def build_application(container: Container) -> Any:
     for plugin in registry.plugins.values():
         for cls, spec in plugin.classes:
             options = deployment_options(settings.ray.deployment_defaults, spec.options)
-            options.setdefault("name", deployment_name(plugin, cls))
-            deployment = serve.deployment(PluginReplica, **options)
+            options["name"] = deployment_name(plugin.name, cls)
+            try:
+                deployment = serve.deployment(PluginReplica, **options)
+            except (TypeError, ValueError) as exc:
+                raise PluginDefinitionError(
+                    f"Plugin `{plugin.name}`: invalid Ray Serve deployment options for `{cls.__name__}` "
+                    f"(from `@on_register(...)` and `ray.deployment_defaults`): {exc}"
+                ) from exc
             plugin_deployments.append(deployment.bind(doc, plugin.name, cls.__name__))
     ingress_options = deployment_options({"name": "ingress"}, settings.ray.ingress_options)
     # Binding the plugin deployments as (unused) arguments makes them part of the app.
@@ -230,7 +243,10 @@ def serve_on_ray(container: Container) -> None:
         stop.wait()
     finally:
         try:
-            serve.shutdown()
+            if settings.ray.address is None:
+                serve.shutdown()  # the private instance goes away with everything on it
+            else:
+                serve.delete(settings.ray.app_name)  # a shared cluster keeps its other apps
         finally:
             stop_ray()
             for sig, handler in previous.items():

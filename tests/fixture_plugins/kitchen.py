@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 from fastapi import HTTPException
 from pydantic import BaseModel, Field
@@ -45,6 +47,9 @@ class KitchenPlugin(BasePlugin):
 
     async def on_stop(self) -> None:
         self.stopped = True
+        marker = os.environ.get("KITCHEN_STOP_MARKER")
+        if marker:  # lets a test see on_stop run in another process (a Ray Serve replica)
+            Path(marker).write_text("stopped")
 
     @on_request("/kitchen/defaults")
     async def defaults(self, name: str = "chef", count: int = 3, hot: bool = True) -> dict[str, object]:
