@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from framex.container import get_container
 from framex.errors import RemoteTimeoutError
 
 P = ParamSpec("P")
@@ -235,8 +236,6 @@ class BoundRemote(_Callable):
 
 
 def _adapter() -> Any:
-    from framex.container import get_container
-
     return get_container().adapter()
 
 
