@@ -100,6 +100,31 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (from ``/proc``); just ``[pid]`` off Linux."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float] | None:
+    """CPU seconds of ``pid`` and of each live descendant (a Ray server: raylet, GCS, workers, ...)."""
+    if process_cpu_seconds(pid) is None:
+        return None
+    return {p: s for p in process_tree(pid) if (s := process_cpu_seconds(p)) is not None}
+
+
 @dataclass(frozen=True)
 class Usage:
     """CPU seconds at one instant: the whole machine (from ``/proc/stat``), the server, this process tree."""
@@ -110,6 +135,8 @@ class Usage:
     total: float | None
     server: float | None
     client: float
+    server_pids: dict[int, float] | None = None
+    """With a process tree: the CPU seconds of each of its processes."""
 
 
 def machine_cpu_seconds() -> tuple[float, float, float] | None:
@@ -124,21 +151,35 @@ def machine_cpu_seconds() -> tuple[float, float, float] | None:
     return busy / tick, steal / tick, (busy + idle + iowait + steal) / tick
 
 
-def usage(server_pid: int | None, client: Callable[[], float]) -> Usage:
-    """Sample every CPU counter the report needs; ``client`` gives the load generator's seconds."""
+def usage(server_pid: int | None, client: Callable[[], float], tree: bool = False) -> Usage:
+    """Sample every CPU counter the report needs; ``client`` gives the load generator's seconds.
+
+    With ``tree`` the server's CPU includes its descendants'; see :func:`cpu_shares`.
+    """
     machine = machine_cpu_seconds()
+    server, pids = None, None
+    if server_pid and tree:
+        pids = tree_cpu_seconds(server_pid)
+        server = sum(pids.values()) if pids is not None else None
+    elif server_pid:
+        server = process_cpu_seconds(server_pid)
     return Usage(
         wall=time.perf_counter(),
         busy=machine[0] if machine else None,
         steal=machine[1] if machine else None,
         total=machine[2] if machine else None,
-        server=process_cpu_seconds(server_pid) if server_pid else None,
+        server=server,
         client=client(),
+        server_pids=pids,
     )
 
 
 def cpu_shares(before: Usage, after: Usage) -> dict[str, float | None]:
-    """``client_cpu``, ``server_cpu``, ``other_cpu`` (in cores) and ``steal`` (a share) between two samples."""
+    """``client_cpu``, ``server_cpu``, ``other_cpu`` (in cores) and ``steal`` (a share) between two samples.
+
+    A server process tree's CPU is summed per process: one started in between counts
+    whole, one that exited counts nothing (its last seconds are unknown).
+    """
     elapsed = after.wall - before.wall
 
     def delta(name: str) -> float | None:
@@ -146,6 +187,8 @@ def cpu_shares(before: Usage, after: Usage) -> dict[str, float | None]:
         return None if a is None or b is None else b - a
 
     client, server, busy, steal, total = (delta(n) for n in ("client", "server", "busy", "steal", "total"))
+    if before.server_pids is not None and after.server_pids is not None:
+        server = sum(t - before.server_pids.get(p, 0.0) for p, t in after.server_pids.items())
     other = None if busy is None or server is None else max(0.0, busy - server - (client or 0.0)) / elapsed
     return {
         "client_cpu": None if client is None else client / elapsed,
@@ -230,6 +273,7 @@ async def run_load(
     warmup: float,
     server_pid: int | None = None,
     generator: str = "python",
+    server_tree: bool = False,
 ) -> LoadResult:
     """Drive ``GET path`` with ``concurrency`` connections; measure ``duration`` s after ``warmup`` s."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: bench-loadgen\r\n\r\n".encode()
@@ -238,9 +282,9 @@ async def run_load(
     tasks = [asyncio.create_task(_worker(host, port, request, window)) for _ in range(concurrency)]
     try:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        before = usage(server_pid, time.process_time)
+        before = usage(server_pid, time.process_time, server_tree)
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        after = usage(server_pid, time.process_time)
+        after = usage(server_pid, time.process_time, server_tree)
         _, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
         for task in pending:
             task.cancel()
@@ -276,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="measurement window, seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the window")
     parser.add_argument("--server-pid", type=int, help="also report this process's CPU use in the window")
+    parser.add_argument(
+        "--server-tree", action="store_true", help="count the server's descendants too (Ray's processes)"
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop even if uvloop exists")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
@@ -301,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.warmup,
                 args.server_pid,
                 generator,
+                args.server_tree,
             )
         )
     print(json.dumps(result.to_dict()))

@@ -14,10 +14,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from framex.consts import CONFIG_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX
 from framex.errors import ConfigError
@@ -27,13 +27,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")
+
+
+def _origin(value: str) -> str:
+    if value != "*" and not _ORIGIN.fullmatch(value):
+        raise ValueError(
+            "an origin is `*` or `scheme://host[:port]` without a path or trailing slash, "
+            "like `https://app.example.com` (browsers send it in that form)"
+        )
+    return value
+
+
+class CorsSettings(_Strict):
+    """Cross-origin requests from browsers (Starlette's CORSMiddleware); see security.md."""
+
+    allow_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
+        min_length=1, description="Origins allowed to call the service; `*` for any."
+    )
+    allow_methods: list[Annotated[str, AfterValidator(str.upper)]] = Field(
+        default_factory=lambda: ["GET"], description="Methods allowed cross-origin; `*` for any."
+    )
+    allow_headers: list[str] = Field(
+        default_factory=list, description="Request headers allowed besides the CORS-safelisted ones (`Authorization`)."
+    )
+    allow_credentials: bool = False
+    expose_headers: list[str] = Field(default_factory=list, description="Response headers scripts may read.")
+    max_age: int = Field(600, ge=0, description="Seconds browsers may cache a preflight answer.")
+
+    @model_validator(mode="after")
+    def _no_credentials_for_any_origin(self) -> CorsSettings:
+        if self.allow_credentials and "*" in self.allow_origins:
+            # Starlette would echo any origin back with credentials allowed: every web
+            # site could then call the service with its visitors' cookies.
+            raise ValueError("`allow_credentials: true` needs explicit `allow_origins`, not `*`")
+        return self
+
+
 class ServerSettings(_Strict):
     """Where and how the HTTP service listens."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     title: str = "FrameX"
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    shutdown_timeout_s: int = Field(
+        30, ge=0, description="On SIGTERM / Ctrl-C, how long in-flight requests may take to finish."
+    )
+    loop_block_warn_ms: int = Field(
+        100, ge=0, description="Warn when the event loop is blocked longer than this (ms); 0 turns the watchdog off."
+    )
+    cors: CorsSettings | None = Field(None, description="Cross-origin access from browsers; off when null.")
 
 
 class LocalSettings(_Strict):
@@ -72,6 +115,97 @@ class RaySettings(_Strict):
     )
 
 
+def _ttl(value: int) -> int:
+    if value != -1 and value <= 0:
+        raise ValueError("the ttl is a number of seconds > 0, or -1 for entries that never expire")
+    return value
+
+
+class CacheSettings(_Strict):
+    """Caching of the routes that opt in with ``@on_request(..., cache={...})``; see caching.md."""
+
+    enabled: bool = Field(False, description="Off: opted-in routes run every time (`X-FrameX-Cache-Status: DISABLED`).")
+    mode: Literal["memory", "file"] = Field("memory", description="memory: per process; file: files in `file_dir`.")
+    ttl: Annotated[int, AfterValidator(_ttl)] = Field(
+        300, description="Seconds an entry is served, unless its route sets its own; -1: no expiry."
+    )
+    max_size: int = Field(1024, ge=1, description="Entries kept; storing one more evicts the oldest.")
+    file_dir: str = Field(".framex-cache", description="The folder of `mode: file` (relative: to the working dir).")
+
+
+def _rule_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("a rule path must start with `/`, like `/api/v1/base/version` or `/api/v1/base/*`")
+    if "*" in value[:-1]:
+        raise ValueError("`*` may only be the last character of a rule path (`/prefix/*` covers the paths under it)")
+    if "?" in value or "#" in value:
+        raise ValueError("a rule path is matched against the request path only: leave out `?query` and `#fragment`")
+    return value
+
+
+_API_KEY = re.compile(r"[!-~]+")
+
+
+def _api_key(value: object) -> str:
+    # Before validation: a number or boolean from YAML would otherwise become other text.
+    if not isinstance(value, str):
+        raise ValueError(
+            f"an API key must be a string, not {type(value).__name__}: quote it in the YAML "
+            "(a key from `${VAR}` must not read as a number or boolean)"
+        )
+    if not _API_KEY.fullmatch(value):
+        # It travels in the `Authorization` header: a space would be ambiguous with `Bearer <key>`.
+        raise ValueError("an API key must be a non-empty string of visible ASCII characters, without spaces")
+    return value
+
+
+def _key_list(keys: list[str]) -> list[str]:
+    if not keys:
+        raise ValueError("a rule needs at least one key (remove the rule to make its paths public)")
+    return keys
+
+
+class AuthSettings(_Strict):
+    """API keys required by request path; see security.md."""
+
+    rules: dict[
+        Annotated[str, AfterValidator(_rule_path)],
+        Annotated[list[Annotated[str, BeforeValidator(_api_key)]], AfterValidator(_key_list)],
+    ] = Field(
+        default_factory=dict,
+        repr=False,  # keys stay out of reprs and logs
+        description="Path (exact, or a prefix ending in `*`) -> the API keys accepted there.",
+    )
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or "?" in value or "#" in value:
+        raise ValueError("give a URL path starting with `/`, without `?query` or `#fragment`, like `/metrics`")
+    return value
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics of the HTTP service and of ``@remote`` calls; see observability.md."""
+
+    enabled: bool = Field(False, description="Serve metrics at `path` and count requests and @remote calls.")
+    path: Annotated[str, AfterValidator(_url_path)] = Field(
+        "/metrics", description="Where the Prometheus text is served (protect it with `auth.rules` if needed)."
+    )
+
+
+class LogSettings(_Strict):
+    """The process's logging under ``framex run``, and the access log; see observability.md."""
+
+    level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    format: Literal["text", "json"] = Field(
+        "text", description="text: `LEVEL logger: message` lines; json: one JSON object per line."
+    )
+    access_log: bool = Field(True, description="One `framex.access` line per request (INFO).")
+    exclude_paths: list[Annotated[str, AfterValidator(_url_path)]] = Field(
+        default_factory=list, description="Request paths (exact) that write no access line, e.g. health probes."
+    )
+
+
 class Settings(_Strict):
     """The whole validated configuration of one FrameX service."""
 
@@ -82,6 +216,10 @@ class Settings(_Strict):
     load_plugins: list[str] = Field(default_factory=list)
     load_builtin_plugins: list[str] = Field(default_factory=list)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    auth: AuthSettings = AuthSettings()
+    cache: CacheSettings = CacheSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
@@ -244,6 +382,10 @@ def validate_settings(
         raise ConfigError(format_validation_error(exc, Settings, source, env_origin or {})) from None
 
 
+_MOVED = {"server.log_level": "log.level"}
+"""Keys of earlier versions, and where they live now."""
+
+
 def format_validation_error(
     exc: ValidationError, model: type[BaseModel], source: str, env_origin: Mapping[str, str]
 ) -> str:
@@ -253,12 +395,16 @@ def format_validation_error(
         loc = [str(part) for part in error["loc"]]
         path = ".".join(loc) or "(top level)"
         via = f" (set by environment variable `{env_origin[path]}`)" if path in env_origin else ""
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and path in _MOVED:
+            lines.append(f"  - `{path}`{via}: this key moved to `{_MOVED[path]}`; set that instead.")
+        elif error["type"] == "extra_forbidden":
             accepted = _accepted_keys(model, loc[:-1])
             hint = f" Accepted keys here: {', '.join(accepted)}." if accepted else ""
             lines.append(f"  - `{path}`{via}: unknown key.{hint} Fix the spelling or remove it.")
         else:
-            lines.append(f"  - `{path}`{via}: {error['msg']} (got {error.get('input')!r}).")
+            # What was given under `auth` may hold API keys: never repeat it.
+            got = "" if loc[:1] == ["auth"] else f" (got {error.get('input')!r})"
+            lines.append(f"  - `{path}`{via}: {error['msg']}{got}.")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import sys
+import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -125,6 +126,9 @@ class _Callable:
             adapter = _adapter()
             call_many = getattr(adapter, "call_many", None)
             if call_many is not None and fn.opts is DEFAULT_OPTIONS:
+                observer = _observers.get(get_container()) if _observing else None
+                if observer is not None:
+                    return await _observed_many(observer, fn, adapter, calls, return_exceptions)
                 return list(await call_many(fn, calls, return_exceptions))
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
@@ -239,7 +243,35 @@ def _adapter() -> Any:
     return get_container().adapter()
 
 
-async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+CallObserver = Callable[["RemoteFunction[..., Any]", str, float, BaseException | None], None]
+"""``observer(fn, backend, seconds, error)``: told about every finished ``.remote()`` call."""
+
+_observers: weakref.WeakKeyDictionary[Any, CallObserver] = weakref.WeakKeyDictionary()
+_observing = False
+"""Whether some container has an observer; while none has, this flag is all `.remote()` checks."""
+
+
+def observe_calls(container: Any, observer: CallObserver | None) -> None:
+    """Call ``observer`` after each ``.remote()`` call made with ``container`` active; None stops it.
+
+    Metrics use this (``metrics.enabled``). The container is held weakly. Generator
+    streams are not observed.
+    """
+    global _observing
+    if observer is None:
+        _observers.pop(container, None)
+    else:
+        _observers[container] = observer
+    _observing = len(_observers) > 0
+
+
+async def _call(
+    fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], observed: bool = False
+) -> Any:
+    if _observing and not observed:
+        observer = _observers.get(get_container())
+        if observer is not None:
+            return await _observed_call(observer, fn, args, kwargs)
     adapter = _adapter()
     options = fn.opts
     if options is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
@@ -249,6 +281,45 @@ async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dic
         return await _with_deadline(fn, adapter, args, kwargs)
     async with gate:
         return await _with_deadline(fn, adapter, args, kwargs)
+
+
+async def _observed_call(
+    observer: CallObserver, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    backend = getattr(_adapter(), "name", "unknown")
+    start = time.perf_counter()
+    try:
+        result = await _call(fn, args, kwargs, True)
+    except Exception as exc:
+        observer(fn, backend, time.perf_counter() - start, exc)
+        raise
+    observer(fn, backend, time.perf_counter() - start, None)
+    return result
+
+
+async def _observed_many(
+    observer: CallObserver,
+    fn: RemoteFunction[..., Any],
+    adapter: Any,
+    calls: list[tuple[Any, ...]],
+    return_exceptions: bool,
+) -> list[Any]:
+    # One fan-out in one adapter call: its items run together, so each is counted with
+    # the fan-out's time; when it raises, every item counts as failed (the caller gets
+    # no result of any).
+    backend = getattr(adapter, "name", "unknown")
+    start = time.perf_counter()
+    try:
+        results = list(await adapter.call_many(fn, calls, return_exceptions))
+    except Exception as exc:
+        seconds = time.perf_counter() - start
+        for _ in calls:
+            observer(fn, backend, seconds, exc)
+        raise
+    seconds = time.perf_counter() - start
+    for result in results:
+        observer(fn, backend, seconds, result if return_exceptions and isinstance(result, Exception) else None)
+    return results
 
 
 async def _with_deadline(

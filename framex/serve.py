@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from framex.errors import FrameXError
+from framex.logs import configure_logging
 
 if TYPE_CHECKING:
     from framex.container import Container
@@ -33,7 +33,7 @@ def serve(container: Container) -> None:
     from framex.container import close_container
 
     settings = container.settings()
-    logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logs = configure_logging(settings.log)  # the one logging set-up: FrameX, uvicorn, plugins
     if settings.adapter == "ray":
         from framex.adapters.ray import prepare_environment, require_ray
 
@@ -49,8 +49,10 @@ def serve(container: Container) -> None:
         app,
         host=settings.server.host,
         port=settings.server.port,
-        log_level=settings.server.log_level,
-        timeout_graceful_shutdown=30,
+        log_level=settings.log.level,
+        log_config=None,  # configured above, in `log.format`
+        access_log=False,  # FrameX writes its own (`framex.access`: route template, request id)
+        timeout_graceful_shutdown=settings.server.shutdown_timeout_s,
     )
     try:
         _Server(config).run()
@@ -67,3 +69,4 @@ def serve(container: Container) -> None:
         ) from None
     finally:
         close_container(container)
+        logs.close()  # write what is queued before the command prints an error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port below the kernel's ephemeral range and above Ray's worker ports.
+
+    Ray opens many sockets on ephemeral ports; a test server's port picked there could be
+    taken before the server binds it.
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 30000 on 127.0.0.1")
 
 
 @dataclass
@@ -79,22 +90,35 @@ def session_processes(sid: int) -> list[str]:
 def framex_server(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, ready_timeout: float = 60
 ) -> Iterator[Server]:
-    """Start `framex run --port <free> ARGS...` in its own session and stop it afterwards."""
-    port = free_port()
+    """Start `framex run --port <free> ARGS...` in its own session and stop it afterwards.
+
+    A port found free can be taken by another process (Ray opens many) before the
+    server binds it; that start is retried on a new port.
+    """
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
     environ.update(env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "framex.cli", "run", "--host", "127.0.0.1", "--port", str(port), *args],
-        cwd=cwd,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}")
+    for attempt in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "framex.cli", "run", "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=cwd,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        server = Server(process, f"http://127.0.0.1:{port}")
+        try:
+            wait_ready(server.url, process, ready_timeout)
+            break
+        except RuntimeError as exc:
+            if process.stdout is not None:
+                process.stdout.close()
+            lost_port = "address already in use" in str(exc).lower() or "failed to bind" in str(exc).lower()
+            if attempt == 2 or not lost_port:
+                raise
     try:
-        wait_ready(server.url, process, ready_timeout)
         yield server
     finally:
         if process.poll() is None:

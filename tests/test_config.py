@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def test_nested_unknown_key_and_wrong_type_reported_together(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ={})
     message = str(info.value)
-    assert "`server.prot`: unknown key. Accepted keys here: host, log_level, port, title" in message
+    accepted = re.search(r"`server\.prot`: unknown key\. Accepted keys here: ([\w, ]+)\.", message)
+    assert accepted is not None
+    assert {"host", "port", "title"} <= set(accepted.group(1).split(", "))
     assert "`local.max_workers`" in message and "'lots'" in message
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import httpx
 
@@ -44,3 +45,31 @@ async def test_other_routes_answer_while_the_pool_is_saturated() -> None:
             results = await asyncio.gather(*blocked)
         assert sorted(r.json()["data"] for r in results) == ["0", "1", "2", "3"]
         assert server.stop() == 0
+
+
+async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    marker = tmp_path / "on_stop"
+    args = ("--load-plugins", "tests.fixture_plugins.slow_work")
+    env = {"SLOW_WORK_STOP_MARKER": str(marker), "FRAMEX__SERVER__SHUTDOWN_TIMEOUT_S": "20"}
+    with framex_server(*args, env=env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            slow = asyncio.ensure_future(client.get("/api/v1/slow_work/run", params={"seconds": 2}))
+            deadline = asyncio.get_running_loop().time() + 20
+            while (await client.get("/api/v1/slow_work/started")).json()["data"] < 1:
+                assert asyncio.get_running_loop().time() < deadline, "the slow request never started"
+            server.process.send_signal(signal.SIGTERM)
+            # New connections are refused while the slow request is still being served.
+            refused = False
+            while not refused and not slow.done():
+                assert asyncio.get_running_loop().time() < deadline + 20, "the server kept accepting"
+                try:
+                    async with httpx.AsyncClient(base_url=server.url, timeout=5) as fresh:
+                        await fresh.get("/ping")
+                except httpx.ConnectError:
+                    refused = True
+            assert refused
+            response = await slow
+        assert response.status_code == 200
+        assert response.json()["data"] == "finished"
+        assert server.process.wait(30) == 0
+        assert marker.read_text() == "stopped"  # plugins' on_stop ran after the request

@@ -12,9 +12,13 @@ from starlette.responses import PlainTextResponse, Response
 
 from framex.consts import API_STR, VERSION
 from framex.container import activate
+from framex.http.auth import install_auth
+from framex.http.cors import install_cors
 from framex.http.envelope import envelope_response
 from framex.http.errors import install_error_handlers
+from framex.http.observability import install_observability
 from framex.http.routes import add_api_route
+from framex.http.watchdog import start_watchdog
 
 if TYPE_CHECKING:
     from framex.container import Container
@@ -38,9 +42,15 @@ def build_app(container: Container) -> FastAPI:
             # What start-up built lives as long as the process: keep it out of the
             # collector's full passes, which otherwise show up as latency spikes.
             gc.freeze()
+        watchdog = None
         try:
+            # Warns when a handler blocks the loop: a thread of its own, nothing per request.
+            watchdog = start_watchdog(settings.server.loop_block_warn_ms, app.routes)
+            app.state.framex_watchdog = watchdog
             yield
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             await registry.stop()
 
     app = FastAPI(
@@ -52,6 +62,8 @@ def build_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_auth(app, settings.auth)  # first: middleware added later wraps it, so it sees the 401s
+    install_cors(app, settings.server.cors)  # after auth: preflights need no key, 401s get CORS headers
     # Plugin routes first: they carry the traffic, and routes are matched in order.
     for api in registry.apis:
         if api.is_http:
@@ -77,5 +89,8 @@ def build_app(container: Container) -> FastAPI:
         """The FrameX version, the backend and each plugin's version."""
         return envelope_response(versions)
 
+    # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
+    # request id, is timed, counted and logged; the metrics route comes after the others.
+    install_observability(app, container)
     app.state.framex_container = container
     return app

@@ -25,9 +25,23 @@ logger = logging.getLogger("framex.http")
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
+REQUEST_ID_SCOPE_KEY = "framex.request_id"
+"""The ASGI scope key where the observability middleware keeps the id it gave the request."""
+
+
+def safe_request_id(value: str | None) -> str | None:
+    """``value`` when it is safe to log and echo back as a request id, else None."""
+    return value if value is not None and _SAFE_ID.fullmatch(value) else None
+
 
 def request_id(request: Request) -> str:
-    """The client's ``X-Request-ID`` when it is safe to log, else the server's own id."""
+    """The request's id: the one the middleware gave it (sent as ``X-Request-ID`` and put on
+    its log records), else the client's ``X-Request-ID`` when it is safe to log, else the
+    server's own id.
+    """
+    assigned = request.scope.get(REQUEST_ID_SCOPE_KEY)
+    if assigned is not None:
+        return str(assigned)
     given = request.headers.get(REQUEST_ID_HEADER)
     if given is not None and _SAFE_ID.fullmatch(given):
         return given

@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
+from framex.http.cache import cached_endpoint
 from framex.http.envelope import envelope_model, envelope_response
 from framex.http.errors import internal_error, request_id, request_id_headers
 from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
@@ -36,30 +37,33 @@ _ROUTE_OPTIONS = frozenset(
         "responses",
     }
 )
+_FRAMEX_OPTIONS = frozenset({"cache"})
+"""Options FrameX handles itself; they are not passed to FastAPI."""
 _REQUEST_PARAM = "_framex_request"
 
 
 def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
     """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document."""
     assert api.path is not None
-    endpoint = _endpoint(container, api)
-    params = [
-        *api.signature.parameters.values(),
-        inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-    ]
+    # FastAPI hands the request to one parameter only: reuse the handler's own, if any.
+    own = next((p.name for p in api.signature.parameters.values() if p.annotation is Request), None)
+    endpoint = _endpoint(container, api, own)
+    params = list(api.signature.parameters.values())
+    if own is None:
+        params.append(inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
     endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     endpoint.__name__ = api.name.replace(".", "_")
     endpoint.__doc__ = inspect.getdoc(api.func)
 
     spec = api.spec
     route_options = {k: v for k, v in spec.options.items() if k in _ROUTE_OPTIONS}
-    ignored = sorted(set(spec.options) - _ROUTE_OPTIONS)
+    ignored = sorted(set(spec.options) - _ROUTE_OPTIONS - _FRAMEX_OPTIONS)
     if ignored:
         logger.warning(
             "`%s`: @on_request option(s) %s are not used by this FrameX version; accepted: %s",
             api.name,
             ", ".join(ignored),
-            ", ".join(sorted(_ROUTE_OPTIONS)),
+            ", ".join(sorted(_ROUTE_OPTIONS | _FRAMEX_OPTIONS)),
         )
     kwargs: dict[str, Any] = {
         "tags": list(spec.tags) if spec.tags is not None else [api.plugin],
@@ -82,10 +86,13 @@ def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
         raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
 
 
-def _endpoint(container: Container, api: PluginApi) -> Callable[..., Any]:
+def _endpoint(container: Container, api: PluginApi, own_request: str | None = None) -> Callable[..., Any]:
     # The endpoint makes its container the active one (so `get_container()`, `@remote`
     # and `call_plugin_api` in plugin code find it, even with several apps in a process)
     # and starts the plugins on first use when no lifespan did (a mounted app).
+    if api.spec.options.get("cache") is not None:
+        # Decided once, here: routes without cache options keep the endpoints below untouched.
+        return cached_endpoint(container, api, own_request or _REQUEST_PARAM, keep=own_request is not None)
     registry: PluginRegistry = container.registry()
     invoke = registry.invoke
     label = api.label
@@ -93,7 +100,7 @@ def _endpoint(container: Container, api: PluginApi) -> Callable[..., Any]:
     if api.spec.stream:
 
         async def stream_endpoint(**kwargs: Any) -> Response:
-            request: Request = kwargs.pop(_REQUEST_PARAM)
+            request: Request = kwargs[own_request] if own_request else kwargs.pop(_REQUEST_PARAM)
             token = activate(container)
             try:
                 if not registry.started:
@@ -118,7 +125,7 @@ def _endpoint(container: Container, api: PluginApi) -> Callable[..., Any]:
     status = int(api.spec.options.get("status_code", 200))
 
     async def endpoint(**kwargs: Any) -> Response:
-        request: Request = kwargs.pop(_REQUEST_PARAM)
+        request: Request = kwargs[own_request] if own_request else kwargs.pop(_REQUEST_PARAM)
         token = activate(container)
         try:
             if not registry.started:

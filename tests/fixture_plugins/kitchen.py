@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 
 from framex.plugin import ApiType, BasePlugin, PluginMetadata, call_plugin_api, on_register, on_request, remote
@@ -123,3 +123,9 @@ def module_level(word: str = "hi") -> str:
 @on_request("/kitchen/created", methods=["POST"], status_code=201, summary="Create a thing")
 async def created(name: str) -> dict[str, str]:
     return {"name": name}
+
+
+@on_request("/kitchen/whoami")
+async def whoami(request: Request, shout: bool = False) -> str:
+    agent = request.headers.get("user-agent", "")
+    return agent.upper() if shout else agent

@@ -174,3 +174,11 @@ def test_status_code_option_sets_the_status(client: httpx.Client) -> None:
     assert response.json()["status"] == 201 and response.json()["data"] == {"name": "n"}
     spec = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/kitchen/created"]["post"]
     assert "201" in spec["responses"] and spec["summary"] == "Create a thing"
+
+
+def test_handler_with_its_own_request_parameter(client: httpx.Client) -> None:
+    response = client.get("/api/v1/kitchen/whoami", params={"shout": True}, headers={"user-agent": "probe/1"})
+    assert response.status_code == 200
+    assert ok(response) == "PROBE/1"
+    params = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/kitchen/whoami"]["get"]["parameters"]
+    assert [p["name"] for p in params] == ["shout"]

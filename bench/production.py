@@ -1,0 +1,334 @@
+"""The cost of FrameX's production features on the trivial route: all on against all off.
+
+Two uvicorn processes serve the same FrameX app (``bench_plugin``, as in
+``bench.http_local``) with the same flags. ``on`` has API-key auth on every
+``/api/v1/*`` path (and ``/metrics``), Prometheus metrics, and one access-log line per
+request, set up as ``framex run`` sets logging up (``framex.logs.configure_logging``:
+a queue and a writer thread, into the server's log file). ``off`` has no auth rules,
+metrics off, the access log off, and the same logging set-up. Both get the same request,
+``Authorization`` header included. A load generator in a third process drives one at a
+time, alternating (the order flips every run); medians of ``--runs`` are reported.
+
+Run from the repository root::
+
+    python -m bench.production            # full run, about 3 minutes
+    python -m bench.production --quick    # smoke run, a few seconds
+
+The table goes to stdout, progress to stderr, everything to ``bench/results/production.json``.
+
+This module also holds the two apps (``bench.production:app_on`` / ``app_off``), built
+when uvicorn first asks for one. ``BENCH_LOG_FORMAT`` (text or json) sets the on app's
+log format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.client
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    HOST,
+    OTHER_LOAD_LIMIT,
+    RESULTS,
+    WRK_SCRIPT,
+    Measure,
+    Point,
+    Target,
+    add_load_options,
+    apply_profile,
+    check_load_options,
+    disturbed,
+    machine,
+    measure_point,
+    pick_loadgen,
+    render_diagnostics,
+    render_table,
+    source_state,
+    timestamp,
+    versions,
+    write_report,
+)
+from bench.http_local import AppSpec, Server, ServerOptions, resolved_server_stack, running
+from bench.loadgen import LoadResult, cpu_shares, usage
+
+DEFAULT_OUTPUT = RESULTS / "production.json"
+TARGET = 0.9
+"""With everything on, FrameX should serve at least this share of the requests/s it serves with everything off."""
+TRIVIAL = "/api/v1/trivial"
+READY = "/health"
+"""Public in both apps: readiness is polled without a key."""
+API_KEY = "bench-production-key-0123456789"
+AUTH_HEADER = f"Bearer {API_KEY}"
+
+FULL = {"duration": 5.0, "warmup": 1.0, "runs": 5, "concurrency": [1, 16, 64]}
+QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [8]}
+
+APPS = (
+    AppSpec("on", "on", "bench.production:app_on", lambda body: body["data"]),
+    AppSpec("off", "off", "bench.production:app_off", lambda body: body["data"]),
+)
+LABELS = [(spec.key, spec.label) for spec in APPS]
+
+
+# -- the apps (in the server processes) ---------------------------------------------
+
+
+@functools.cache
+def build_app(on: bool) -> Any:
+    """The ``bench.apps.framex_app`` app with auth, metrics and the access log all on, or all off."""
+    import framex
+    from framex.logs import configure_logging
+
+    settings: dict[str, Any] = {
+        "metrics": {"enabled": on},
+        "log": {"access_log": on, "format": os.environ.get("BENCH_LOG_FORMAT", "text")},
+    }
+    if on:
+        # With the Python load generator (no headers) only /metrics is protected.
+        protected = "/api/v1/*" if os.environ.get("BENCH_SEND_KEY") == "1" else "/api/v1/private/*"
+        settings["auth"] = {"rules": {protected: [API_KEY], "/metrics": [API_KEY]}}
+    container = framex.create_container(
+        None,
+        load_plugins=["bench.apps.bench_plugin"],
+        load_builtin_plugins=[],
+        local__max_workers=int(os.environ.get("BENCH_MAX_WORKERS", "32")),
+        **settings,
+    )
+    framex.use_container(container)
+    # As `framex run` does: the server's stdout and stderr go to its log file.
+    configure_logging(container.settings().log)
+    return framex.create_app(container)
+
+
+def __getattr__(name: str) -> Any:
+    # uvicorn imports `bench.production:app_on`: build only the app asked for.
+    if name == "app_on":
+        return build_app(True)
+    if name == "app_off":
+        return build_app(False)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- measuring ----------------------------------------------------------------------
+
+
+def get(port: int, path: str, key: bool = True) -> tuple[int, bytes]:
+    """One GET on a fresh connection, with the API key unless ``key`` is False."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Authorization": AUTH_HEADER} if key else {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wrk_with_key(target: Target, path: str, concurrency: int, duration: float, warmup: float) -> LoadResult:
+    """``bench.common.run_wrk`` with the ``Authorization`` header on every request."""
+
+    def wrk(seconds: int) -> dict[str, Any]:
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s"]
+        command += ["-H", f"Authorization: {AUTH_HEADER}", "-s", str(WRK_SCRIPT), f"http://{HOST}:{target.port}{path}"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+        report = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not report:
+            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        summary: dict[str, Any] = json.loads(report[-1])
+        return summary
+
+    def wrk_cpu_seconds() -> float:
+        finished = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return finished.ru_utime + finished.ru_stime
+
+    if warmup > 0:
+        wrk(max(1, round(warmup)))
+    before = usage(target.pid, wrk_cpu_seconds)
+    summary = wrk(max(1, round(duration)))
+    after = usage(target.pid, wrk_cpu_seconds)
+    status_errors = int(summary["status_errors"])
+    return LoadResult(
+        generator="wrk",
+        concurrency=concurrency,
+        seconds=summary["duration_us"] / 1e6,
+        ok=int(summary["requests"]) - status_errors,
+        errors=status_errors + int(summary["socket_errors"]),
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        max_ms=summary["max_us"] / 1000,
+        **cpu_shares(before, after),
+    )
+
+
+def check(servers: dict[str, Server], keyed: bool) -> None:
+    """Both answer the trivial route; only `on` refuses it without a key and serves metrics."""
+    for server in servers.values():
+        status, body = get(server.port, TRIVIAL)
+        if status != 200 or server.spec.unwrap(json.loads(body)) != {"ok": True}:
+            raise RuntimeError(f"{server.spec.label} GET {TRIVIAL}: status {status}, body {body[:200]!r}")
+    on, off = servers["on"].port, servers["off"].port
+    expected = {
+        "on without key": (get(on, TRIVIAL, key=False)[0], 401 if keyed else 200),
+        "on /metrics": (get(on, "/metrics")[0], 200),
+        "on /metrics without key": (get(on, "/metrics", key=False)[0], 401),
+        "off /metrics": (get(off, "/metrics")[0], 404),
+    }
+    wrong = {name: got for name, (got, want) in expected.items() if got != want}
+    if wrong:
+        raise RuntimeError(f"unexpected statuses: {wrong} (expected {expected})")
+
+
+def served_requests(port: int) -> float:
+    """``framex_http_requests_total`` of the trivial route with status 200, from the on server's metrics."""
+    status, body = get(port, "/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET /metrics: status {status}")
+    pattern = re.compile(rf'^framex_http_requests_total{{method="GET",route="{TRIVIAL}",status="200"}} (\S+)$', re.M)
+    found = pattern.search(body.decode())
+    return float(found.group(1)) if found else 0.0
+
+
+def access_lines(log: Path) -> int:
+    """``framex.access`` lines for the trivial route in a server's log file."""
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if "framex.access" in line and TRIVIAL in line)
+
+
+def measure_all(points: list[Point], servers: dict[str, Server], measure: Measure, args: argparse.Namespace) -> None:
+    """``--runs`` rounds per point; each round measures both servers, the order flipping every round."""
+    for point in points:
+        for run in range(args.runs):
+            for spec in APPS if run % 2 == 0 else APPS[::-1]:
+                target = servers[spec.key].target
+                measure_point(measure, target, point, spec.key, spec.label, f"run {run + 1}/{args.runs}", args)
+
+
+def summarize(points: list[Point], counted: dict[str, float], keyed: bool, args: argparse.Namespace) -> list[str]:
+    notes: list[str] = []
+    ratios = [r for p in points if (r := p.ratio("on", "off")) is not None]
+    if ratios:
+        verdict = "meets" if min(ratios) >= TARGET else "is BELOW"
+        notes.append(f"lowest ratio on/off {min(ratios):.3f}x {verdict} the {TARGET}x target")
+    if not keyed:
+        notes.append("the Python load generator sends no headers: auth guarded /metrics only, not the route")
+    notes.append(
+        f"on server: {counted['metrics']:,.0f} trivial requests counted in its metrics, "
+        f"{counted['lines']:,} access lines written to its log (warm-ups and checks included)"
+    )
+    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
+    if kept_disturbed:
+        notes.append(
+            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core even after "
+            f"{args.retries} retries: compare server µs/request, or rerun on a quiet machine"
+        )
+    if any(p.errors(app) for p in points for app in p.runs):
+        notes.append("some responses were not 200 (see the errors column)")
+    return notes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.production",
+        description="FrameX's trivial route with auth, metrics and access logs all on, against all off.",
+    )
+    add_load_options(parser, FULL, DEFAULT_OUTPUT)
+    parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections {FULL['concurrency']}")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="the on server's log.format")
+    parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of both servers (32)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop (both)")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http (both)")
+    args = parser.parse_args(argv)
+    apply_profile(args, QUICK if args.quick else FULL)
+    check_load_options(parser, args, args.concurrency)
+    if args.max_workers < 1:
+        parser.error("need --max-workers >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print the tables, write the JSON file."""
+    args = parse_args(argv)
+    loadgen, measure = pick_loadgen(args.loadgen)
+    keyed = loadgen == "wrk"
+    if keyed:
+        measure = wrk_with_key
+    points = [Point("trivial", TRIVIAL, c) for c in args.concurrency]
+    options = ServerOptions(args.max_workers, args.loop, args.http)
+    stack = resolved_server_stack(args.loop, args.http)
+    print(
+        f"load generator: {'wrk (with the API key)' if keyed else 'python (bench/loadgen.py, no key)'}; "
+        f"uvicorn loop={stack['loop']} http={stack['http']}; on: auth + metrics + {args.log_format} access log, "
+        f"off: none; {args.runs} run(s) x {args.duration:g} s (+{args.warmup:g} s warm-up) per server and point",
+        file=sys.stderr,
+    )
+    # The servers inherit this environment (`bench.http_local.server_env`): the apps read these.
+    os.environ["BENCH_LOG_FORMAT"] = args.log_format
+    os.environ["BENCH_SEND_KEY"] = "1" if keyed else "0"
+    started = time.time()
+    counted: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="framex-bench-") as tmp:
+        with contextlib.ExitStack() as exits:
+            servers = {spec.key: exits.enter_context(running(spec, options, Path(tmp), READY)) for spec in APPS}
+            check(servers, keyed)
+            measure_all(points, servers, measure, args)
+            counted["metrics"] = served_requests(servers["on"].port)
+            on_log = servers["on"].log_path
+        # After the server stopped: its writer thread has written everything queued.
+        counted["lines"] = access_lines(on_log)
+
+    table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
+    notes = summarize(points, counted, keyed, args)
+    print(table)
+    print()
+    print(diagnostics)
+    print()
+    for note in notes:
+        print(f"- {note}")
+
+    report = {
+        "command": " ".join(["python -m bench.production", *(argv if argv is not None else sys.argv[1:])]),
+        "started": timestamp(started),
+        "seconds": round(time.time() - started, 1),
+        "settings": {
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "max_workers": args.max_workers,
+            "retries": args.retries,
+            "other_load_limit": OTHER_LOAD_LIMIT,
+            "log_format": args.log_format,
+            "auth_on_route": keyed,
+            "load_generator": loadgen,
+            "uvicorn": {"loop": args.loop, "http": args.http, "resolved": stack, "workers": 1},
+        },
+        "machine": machine(),
+        "source": source_state(),
+        "versions": versions(
+            "framex", "fastapi", "starlette", "uvicorn", "pydantic", "prometheus-client", "uvloop", "httptools"
+        ),
+        "notes": notes,
+        "on_server": counted,
+        "points": [p.to_dict("on", "off") for p in points],
+        "table": table,
+    }
+    write_report(args.output, report)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the servers were stopped", file=sys.stderr)
+        raise SystemExit(130) from None

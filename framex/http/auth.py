@@ -1,0 +1,137 @@
+"""Access control: API keys required by request path (``auth.rules``).
+
+A pure ASGI middleware, installed only when there are rules. Per request it costs one
+dict lookup plus a ``startswith`` per wildcard rule; a protected path adds a header scan,
+one SHA-256 and a constant-time comparison per accepted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from framex.http.envelope import envelope_response
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from framex.config import AuthSettings
+
+logger = logging.getLogger("framex.http")
+
+MISSING_KEY_MESSAGE = "Authentication required: send an API key in the `Authorization` header (`Bearer <key>`)."
+WRONG_KEY_MESSAGE = "Invalid API key."
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+Digests = tuple[bytes, ...]
+
+
+def _digest(key: bytes) -> bytes:
+    # Comparing fixed-size digests keeps the key's length out of the timing too.
+    return hashlib.sha256(key).digest()
+
+
+def compile_rules(rules: Mapping[str, Sequence[str]]) -> tuple[dict[str, Digests], tuple[tuple[str, Digests], ...]]:
+    """Exact paths as a dict, and wildcard prefixes longest first (so the first match wins)."""
+    exact: dict[str, Digests] = {}
+    prefixes: list[tuple[str, Digests]] = []
+    for path, keys in rules.items():
+        digests = tuple(_digest(key.encode("ascii")) for key in keys)
+        if path.endswith("*"):
+            prefixes.append((path[:-1], digests))
+        else:
+            exact[path] = digests
+    prefixes.sort(key=lambda rule: len(rule[0]), reverse=True)
+    return exact, tuple(prefixes)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app's router matches: without the ``root_path`` of a mount or proxy."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    # The same reading as Starlette's router, so a rule and the route it names always agree.
+    rest = path[len(root) :]
+    return rest if not rest or rest[0] == "/" else path
+
+
+def _presented_key(scope: Scope) -> bytes | None:
+    """The key of the ``Authorization`` header, raw or ``Bearer <key>``; None when absent."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            value = value.strip()
+            if not value:
+                return None
+            scheme, space, rest = value.partition(b" ")
+            if not space:
+                return value  # keys hold no spaces, so a value without one is a raw key
+            # Another scheme (`Basic ...`) yields a key nothing matches.
+            return rest.strip() if scheme.lower() == b"bearer" else b""
+    return None
+
+
+def _accepted(key: bytes, digests: Digests) -> bool:
+    presented = _digest(key)
+    accepted = False
+    for digest in digests:
+        # No early exit: the time taken does not tell which key (if any) matched.
+        accepted |= hmac.compare_digest(presented, digest)
+    return accepted
+
+
+class AuthMiddleware:
+    """Refuse requests to protected paths (401, enveloped) unless they carry an accepted key."""
+
+    def __init__(self, app: ASGIApp, rules: Mapping[str, Sequence[str]]) -> None:
+        self.app = app
+        self.exact, self.prefixes = compile_rules(rules)
+
+    # Not `async def`: passing a request on returns the app's awaitable, which saves a
+    # coroutine frame per request.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            return self.app(scope, receive, send)
+        path = route_path(scope)
+        digests = self.exact.get(path)
+        if digests is None:
+            for prefix, prefix_digests in self.prefixes:
+                if path.startswith(prefix):
+                    digests = prefix_digests
+                    break
+            else:
+                return self.app(scope, receive, send)  # no rule: public
+        key = _presented_key(scope)
+        if key is not None and _accepted(key, digests):
+            return self.app(scope, receive, send)
+        return self._refuse(scope, receive, send, missing=key is None)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, missing: bool) -> None:
+        # The path and the reason only: the presented key never reaches a log or a response.
+        logger.debug(
+            "%s %s refused: %s",
+            scope.get("method", "WEBSOCKET"),
+            scope["path"],
+            "no API key" if missing else "wrong API key",
+        )
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response = envelope_response(
+            None, status=401, message=MISSING_KEY_MESSAGE if missing else WRONG_KEY_MESSAGE, headers=_CHALLENGE
+        )
+        await response(scope, receive, send)
+
+
+def install_auth(app: FastAPI, settings: AuthSettings) -> None:
+    """Protect the paths of ``settings.rules``; without rules nothing is installed."""
+    if settings.rules:
+        app.add_middleware(AuthMiddleware, rules=settings.rules)

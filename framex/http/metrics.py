@@ -1,0 +1,193 @@
+"""Prometheus metrics of one app (``metrics`` section): HTTP requests, ``@remote`` calls,
+blocked-loop episodes.
+
+Every app has a registry of its own, so several apps in one process (tests, embedding)
+never share or clash over series. Requests and calls are counted in plain ints and
+lists, on the event loop's thread (the middleware and ``.remote()`` run there, and so
+does the scrape): per request that is a dict lookup, two additions and a bisection,
+where ``prometheus_client``'s metric objects would take locks and check arguments. A
+collector turns the numbers into series when ``/metrics`` is scraped, and reads the
+in-flight count and the watchdog's counters then.
+"""
+
+from __future__ import annotations
+
+import weakref
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from framex.errors import RemoteTimeoutError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from framex.remote import RemoteFunction
+
+UNMATCHED = "<unmatched>"
+"""The ``route`` label of requests no route matched (404s)."""
+OUTCOMES = ("success", "error", "timeout")
+"""The ``outcome`` label of ``framex_remote_calls_total``."""
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds in seconds; from a cached answer (about 1 ms) to a long @remote job."""
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+_BOUNDS = [str(b) for b in BUCKETS] + ["+Inf"]
+
+
+class _Histogram:
+    """Observations per bucket (not cumulative: the scrape adds them up) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        total, cumulative = 0, []
+        for bound, count in zip(_BOUNDS, self.counts, strict=True):
+            total += count
+            cumulative.append((bound, float(total)))
+        return cumulative
+
+
+class _Requests:
+    __slots__ = ("count", "duration")
+
+    def __init__(self, duration: _Histogram) -> None:
+        self.count = 0
+        self.duration = duration
+
+
+class _Calls:
+    __slots__ = ("duration", "labels", "outcomes")
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.duration = _Histogram()
+
+
+class Metrics:
+    """The metrics of one app, the hooks that feed them, and their exposition."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.in_flight = 0
+        """HTTP requests being served (updated by the middleware)."""
+        self._requests: dict[tuple[str, str, int], _Requests] = {}
+        self._durations: dict[tuple[str, str], _Histogram] = {}
+        self._calls: dict[tuple[Any, str], _Calls] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(self, app))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request (``route`` is its route template)."""
+        if method not in _METHODS:
+            method = "OTHER"  # the label of methods nobody routes: clients choose them freely
+        key = (method, route, status)
+        entry = self._requests.get(key)
+        if entry is None:
+            duration = self._durations.setdefault((method, route), _Histogram())
+            entry = self._requests[key] = _Requests(duration)
+        entry.count += 1
+        entry.duration.observe(seconds)
+
+    def observe_call(
+        self, fn: RemoteFunction[..., Any], backend: str, seconds: float, error: BaseException | None
+    ) -> None:
+        """Count one ``.remote()`` call (the hook :func:`framex.remote.observe_calls` calls)."""
+        key = (fn.func, backend)
+        entry = self._calls.get(key)
+        if entry is None:
+            entry = self._calls[key] = _Calls([f"{fn.func.__module__}.{fn.func.__qualname__}", backend])
+        if error is None:
+            entry.outcomes["success"] += 1
+        elif isinstance(error, RemoteTimeoutError):
+            entry.outcomes["timeout"] += 1
+        else:
+            entry.outcomes["error"] += 1
+        entry.duration.observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+    def families(self) -> Iterator[Metric]:
+        """The HTTP and ``@remote`` series, from the numbers counted so far."""
+        requests = CounterMetricFamily(
+            "framex_http_requests", "HTTP requests served.", labels=["method", "route", "status"]
+        )
+        for (method, route, status), entry in list(self._requests.items()):
+            requests.add_metric([method, route, str(status)], entry.count)
+        durations = HistogramMetricFamily(
+            "framex_http_request_duration_seconds",
+            "Time from receiving a request to the end of its response.",
+            labels=["method", "route"],
+        )
+        for (method, route), histogram in list(self._durations.items()):
+            durations.add_metric([method, route], histogram.buckets(), histogram.sum)
+        in_flight = GaugeMetricFamily("framex_http_requests_in_flight", "HTTP requests being served.", self.in_flight)
+        calls = CounterMetricFamily(
+            "framex_remote_calls", "@remote calls made, by outcome.", labels=["function", "backend", "outcome"]
+        )
+        call_durations = HistogramMetricFamily(
+            "framex_remote_call_duration_seconds",
+            "Time @remote calls took, as the caller awaited them (queueing, retries included).",
+            labels=["function", "backend"],
+        )
+        for call in list(self._calls.values()):
+            # Every outcome's series exists from the function's first call on.
+            for outcome, count in call.outcomes.items():
+                calls.add_metric([*call.labels, outcome], count)
+            call_durations.add_metric(call.labels, call.duration.buckets(), call.duration.sum)
+        yield from (requests, durations, in_flight, calls, call_durations)
+
+
+class _Collector(Collector):
+    """Hands ``metrics``' series and the watchdog's counters to the registry at scrape time."""
+
+    def __init__(self, metrics: Metrics, app: FastAPI) -> None:
+        self._metrics = metrics
+        # A weak reference: the metrics must not keep the app (and its container) alive.
+        self._app = weakref.ref(app)
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._metrics.families()
+        app = self._app()
+        watchdog = getattr(app.state, "framex_watchdog", None) if app is not None else None
+        if watchdog is not None:  # None: `server.loop_block_warn_ms: 0`, or before start-up
+            yield CounterMetricFamily(
+                "framex_event_loop_blocked",
+                "Episodes in which the event loop was blocked past the watchdog's threshold.",
+                watchdog.blocked_events,
+            )
+            yield CounterMetricFamily(
+                "framex_event_loop_blocked_seconds",
+                "Total length of the finished blocked episodes.",
+                watchdog.blocked_seconds,
+            )
+
+
+def metrics_endpoint(metrics: Metrics) -> Any:
+    """The route handler that serves ``metrics``."""
+
+    async def serve_metrics(request: Request) -> Response:
+        return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return serve_metrics

@@ -1,0 +1,216 @@
+"""Request ids, timing, the access log and HTTP metrics: one pure ASGI middleware.
+
+``build_app`` adds it last, so it wraps every other middleware: it sees every response,
+the auth middleware's 401s and CORS answers included. Per request it
+
+- takes the client's ``X-Request-ID`` when it is safe to log (the rule of
+  :func:`framex.http.errors.request_id`) or makes one, keeps it in the scope (for the
+  error handlers) and in a context variable (for log records, ``@remote`` thread jobs
+  included), and sends it back in the ``X-Request-ID`` header of the response;
+- after the response, labels the request with its route template
+  (``/api/v1/items/{item_id}``, never the raw path) and, when they are on, counts it in
+  the metrics and writes one ``framex.access`` line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from random import getrandbits
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from framex.http.errors import REQUEST_ID_SCOPE_KEY, safe_request_id
+from framex.http.metrics import UNMATCHED, Metrics, metrics_endpoint
+from framex.logs import REQUEST_ID
+from framex.remote import observe_calls
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.datastructures import State
+
+    from framex.container import Container
+
+access_logger = logging.getLogger("framex.access")
+
+_HEADER = b"x-request-id"
+_ACCESS_MESSAGE = "%s %s %d %.2f ms"
+_UNRESOLVED: Any = object()
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like ``uuid4().hex``, for a fraction of its cost.
+
+    ``random`` is reseeded in forked children, so worker processes never repeat each
+    other's ids; the ids are labels, not secrets.
+    """
+    return f"{getrandbits(128):032x}"
+
+
+def _given_id(scope: Scope) -> str | None:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == _HEADER:
+            return safe_request_id(value.decode("latin-1"))
+    return None
+
+
+def _with_request_id(message: Message, value: bytes) -> Message:
+    # A copy: the headers may be a response object's own list (a cached response
+    # is sent again and again).
+    headers = list(message.get("headers", ()))
+    for name, _ in headers:
+        if name.lower() == _HEADER:
+            return message  # an error response carries it already (the same id)
+    headers.append((_HEADER, value))
+    return {**message, "headers": headers}
+
+
+class ObservabilityMiddleware:
+    """See the module docstring. ``metrics`` None: no counting; ``access_log`` False: no lines."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        state: State,
+        routes: list[BaseRoute],
+        metrics: Metrics | None,
+        access_log: bool,
+        exclude_paths: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.exclude_paths = frozenset(exclude_paths)
+        self._state = state
+        self._routes = routes
+        self._proxy_ids: Any = _UNRESOLVED
+
+    def _proxy_id_source(self) -> Callable[[], str | None] | None:
+        # Behind Ray Serve the proxy assigns ids and sends the header itself; the ingress
+        # sets this on the app state after building the app, so it is read at the first
+        # request (once: the state does not change while serving).
+        source = self._proxy_ids
+        if source is _UNRESOLVED:
+            source = self._proxy_ids = getattr(self._state, "framex_request_id", None)
+        return source  # type: ignore[no-any-return]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        proxy_ids = self._proxy_id_source()
+        rid = _given_id(scope)
+        if rid is None:
+            rid = (safe_request_id(proxy_ids()) if proxy_ids is not None else None) or new_request_id()
+        scope[REQUEST_ID_SCOPE_KEY] = rid
+        token = REQUEST_ID.set(rid)
+        root = scope.get("root_path", "")
+        status = 0
+        header = rid.encode("ascii") if proxy_ids is None else None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if header is not None:
+                    message = _with_request_id(message, header)
+            await send(message)
+
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException:
+            # The error handler around this middleware (Starlette's ServerErrorMiddleware)
+            # answers 500 next. The id stays set in this context so that its log record
+            # and the server's carry it too; the request's task ends with them.
+            self._finish(scope, root, status or 500, perf_counter() - start, rid)
+            raise
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+        self._finish(scope, root, status or 500, perf_counter() - start, rid)
+        REQUEST_ID.reset(token)
+
+    def _finish(self, scope: Scope, root: str, status: int, seconds: float, rid: str) -> None:
+        metrics = self.metrics
+        log = self.access_log and access_logger.isEnabledFor(logging.INFO) and scope["path"] not in self.exclude_paths
+        if metrics is None and not log:
+            return
+        route = self._route_template(scope, root, status)
+        method: str = scope["method"]
+        if metrics is not None:
+            metrics.observe_request(method, route, status, seconds)
+        if log:
+            # What `info()` does, minus finding the caller's frame and checking the extra
+            # fields one by one (none of these names is a record attribute).
+            record = access_logger.makeRecord(
+                "framex.access", logging.INFO, "", 0, _ACCESS_MESSAGE, (method, route, status, seconds * 1000), None
+            )
+            client = scope.get("client")
+            record.__dict__.update(
+                method=method,
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+                client=client[0] if client else None,
+                request_id=rid,
+            )
+            access_logger.handle(record)
+
+    def _route_template(self, scope: Scope, root: str, status: int) -> str:
+        route = scope.get("route")
+        if route is None:
+            if status == 404:
+                return UNMATCHED
+            # Answered before routing (an auth 401, a CORS preflight): find the route it was for.
+            route = self._match(scope)
+            if route is None:
+                return UNMATCHED
+        template = getattr(route, "path_format", None)
+        if not isinstance(template, str):
+            return UNMATCHED
+        mounted = scope.get("root_path", "")
+        if mounted != root and not isinstance(route, Mount):
+            template = mounted[len(root) :] + template  # a route of a mounted app: relative to the mount
+        return template
+
+    def _match(self, scope: Scope) -> BaseRoute | None:
+        partial = None
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return partial
+
+
+def install_observability(app: FastAPI, container: Container) -> None:
+    """Metrics (when ``metrics.enabled``: the route, the ``@remote`` hook) and the middleware.
+
+    Call it last in ``build_app``: the middleware added last is the outermost.
+    """
+    settings = container.settings()
+    metrics = None
+    if settings.metrics.enabled:
+        metrics = Metrics(app)
+        app.state.framex_metrics = metrics
+        app.add_route(settings.metrics.path, metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
+        observe_calls(container, metrics.observe_call)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        state=app.state,
+        routes=app.router.routes,
+        metrics=metrics,
+        access_log=settings.log.access_log,
+        exclude_paths=settings.log.exclude_paths,
+    )
