@@ -3,12 +3,13 @@
 One process starts a private Ray instance (2 CPUs, 127.0.0.1) through FrameX and
 awaits trivial tasks (``x + 1``, ``bench/apps/ray_work.py``) the same way in every
 variant: sequentially (``await f.remote(i)``, one at a time) and concurrently
-(``asyncio.gather`` of a batch). The variants alternate within each run, every
-measurement disturbed by other processes is taken again, and medians are reported.
+(``asyncio.gather`` of a batch). Within each round the variants take turns in slices
+(so other load hits them alike), a round disturbed by other processes is taken again, and
+medians over the rounds are reported.
 
 Run from the repository root::
 
-    python -m bench.ray_remote            # full run, about a minute after Ray's start
+    python -m bench.ray_remote            # full run, about 2 minutes
     python -m bench.ray_remote --quick    # smoke run
 
 The table goes to stdout, progress to stderr, everything to ``bench/results/ray_remote.json``.
@@ -49,8 +50,8 @@ DEFAULT_OUTPUT = RESULTS / "ray_remote.json"
 TARGET = 1.15
 """FrameX's time per call may be at most this multiple of its reference's."""
 
-FULL = {"calls": 300, "runs": 7, "batch": 200, "batches": 5, "warmup_calls": 300}
-QUICK = {"calls": 100, "runs": 2, "batch": 100, "batches": 2, "warmup_calls": 100}
+FULL = {"calls": 300, "slices": 6, "runs": 7, "batch": 200, "batches": 5, "warmup_calls": 300}
+QUICK = {"calls": 100, "slices": 4, "runs": 2, "batch": 100, "batches": 2, "warmup_calls": 100}
 
 Call = Callable[[int], Awaitable[Any]]
 
@@ -128,43 +129,63 @@ def _no_client() -> float:
     return 0.0
 
 
-async def _once(variant: Variant, mode: str, args: argparse.Namespace) -> Sample:
-    call = variant.call
+async def _round(all_variants: list[Variant], mode: str, run: int, args: argparse.Namespace) -> list[Sample]:
+    """One round of one mode: every variant, in ``--slices`` interleaved slices.
+
+    Slice after slice, each variant makes its share of the calls (sequential) or one
+    ``gather`` batch (concurrent), the order rotating, so that a burst of other load falls
+    on all variants alike. Returns one sample per variant; the CPU shares are the round's.
+    """
+    slices = args.slices if mode == "sequential" else args.batches
+    per_slice = max(1, args.calls // slices)
+    totals = {v.key: [0.0, 0.0, 0] for v in all_variants}  # seconds, driver CPU seconds, calls
     pid = os.getpid()
     before = usage(pid, _no_client, tree=True)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    if mode == "sequential":
-        calls = args.calls
-        for i in range(calls):
-            await call(i)
-    else:
-        calls = args.batch * args.batches
-        for _ in range(args.batches):
-            await asyncio.gather(*(call(i) for i in range(args.batch)))
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    for piece in range(slices):
+        shift = (run + piece) % len(all_variants)
+        for variant in all_variants[shift:] + all_variants[:shift]:
+            call = variant.call
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            if mode == "sequential":
+                for i in range(per_slice):
+                    await call(i)
+                calls = per_slice
+            else:
+                await asyncio.gather(*(call(i) for i in range(args.batch)))
+                calls = args.batch
+            total = totals[variant.key]
+            total[0] += time.perf_counter() - t0
+            total[1] += time.process_time() - cpu0
+            total[2] += calls
     shares = cpu_shares(before, usage(pid, _no_client, tree=True))
-    return Sample(variant.key, mode, calls, seconds, cpu, shares["server_cpu"], shares["other_cpu"], shares["steal"])
+    return [
+        Sample(key, mode, int(calls), seconds, cpu, shares["server_cpu"], shares["other_cpu"], shares["steal"])
+        for key, (seconds, cpu, calls) in totals.items()
+    ]
 
 
-async def measure(variant: Variant, mode: str, run_note: str, args: argparse.Namespace) -> Sample:
-    """One measurement, taken again (up to ``--retries`` times) while other processes disturb it."""
-    attempts: list[Sample] = []
+async def measure(all_variants: list[Variant], mode: str, run: int, args: argparse.Namespace) -> list[Sample]:
+    """One round, taken again (up to ``--retries`` times) while other processes disturb it."""
+    attempts: list[list[Sample]] = []
     while len(attempts) <= args.retries:
-        sample = await _once(variant, mode, args)
-        attempts.append(sample)
-        rate = f"{sample.us_per_call:8,.0f} µs/call" if mode == "sequential" else f"{sample.calls_per_s:8,.0f} calls/s"
+        samples = await _round(all_variants, mode, run, args)
+        attempts.append(samples)
+        other = samples[0].other_cpu
+        rates = "  ".join(
+            f"{s.variant} {s.us_per_call:,.0f} µs" if mode == "sequential" else f"{s.variant} {s.calls_per_s:,.0f}/s"
+            for s in samples
+        )
         print(
-            f"  {mode:10} {run_note} {variant.key:10} {rate}  driver {sample.driver_us_per_call:5,.0f} µs/call  "
-            f"ray {num(sample.ray_cpu, '.2f')} other {num(sample.other_cpu, '.2f')}"
-            f"{'  (disturbed)' if disturbed(sample.other_cpu) else ''}",
+            f"  {mode:10} run {run + 1}/{args.runs}  {rates}  ray {num(samples[0].ray_cpu, '.2f')} "
+            f"other {num(other, '.2f')}{'  (disturbed)' if disturbed(other) else ''}",
             file=sys.stderr,
             flush=True,
         )
-        if not disturbed(sample.other_cpu):
+        if not disturbed(other):
             break
         if len(attempts) <= args.retries:
             await asyncio.sleep(RETRY_PAUSE)
-    return min(attempts, key=lambda s: s.other_cpu or 0.0)
+    return min(attempts, key=lambda a: a[0].other_cpu or 0.0)
 
 
 async def warm_up(all_variants: list[Variant], args: argparse.Namespace) -> None:
@@ -178,15 +199,12 @@ async def warm_up(all_variants: list[Variant], args: argparse.Namespace) -> None
 
 
 async def run_all(all_variants: list[Variant], args: argparse.Namespace) -> list[Sample]:
-    """``--runs`` rounds; in each, every variant sequentially then concurrently, in a rotating order."""
+    """``--runs`` rounds, each sequential then concurrent; the variants interleave within a round."""
     await warm_up(all_variants, args)
     samples: list[Sample] = []
     for run in range(args.runs):
-        shift = run % len(all_variants)
-        order = all_variants[shift:] + all_variants[:shift]
         for mode in ("sequential", "concurrent"):
-            for variant in order:
-                samples.append(await measure(variant, mode, f"run {run + 1}/{args.runs}", args))
+            samples += await measure(all_variants, mode, run, args)
     return samples
 
 
@@ -292,11 +310,12 @@ def verdicts(summary: dict[str, dict[str, Any]], samples: list[Sample], args: ar
             f"{num(e['paired_time_ratio'], '.3f')}x) {verdict} the <= {TARGET}x target; "
             f"concurrent throughput ratio {num(e['throughput_ratio'], '.3f')}x"
         )
-    kept = sum(1 for s in samples if disturbed(s.other_cpu))
+    per_round = len(summary)  # one sample per variant and round
+    kept = sum(1 for s in samples if disturbed(s.other_cpu)) // per_round
     if kept:
         notes.append(
-            f"{kept} of {len(samples)} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core "
-            f"even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
+            f"{kept} of {len(samples) // per_round} round(s) ran while other processes used > {OTHER_LOAD_LIMIT} "
+            f"core even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
         )
     return notes
 
@@ -358,6 +377,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Per-call cost of FrameX's @remote on Ray against a raw ray.remote function.",
     )
     parser.add_argument("--calls", type=int, help=f"sequential calls per measurement ({FULL['calls']})")
+    parser.add_argument(
+        "--slices", type=int, help=f"slices the sequential calls are made in, interleaved ({FULL['slices']})"
+    )
     parser.add_argument("--batch", type=int, help=f"calls per asyncio.gather ({FULL['batch']})")
     parser.add_argument("--batches", type=int, help=f"gathers per concurrent measurement ({FULL['batches']})")
     parser.add_argument(
@@ -377,7 +399,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON results")
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
-    if min(args.calls, args.batch, args.batches, args.runs, args.num_cpus) < 1 or args.warmup_calls < 0:
+    if min(args.calls, args.slices, args.batch, args.batches, args.runs, args.num_cpus) < 1 or args.warmup_calls < 0:
         parser.error("sizes must be >= 1 (--warmup-calls >= 0)")
     if args.retries < 0:
         parser.error("--retries must be >= 0")
@@ -421,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "settings": {
             "calls": args.calls,
+            "slices": args.slices,
             "batch": args.batch,
             "batches": args.batches,
             "runs": args.runs,

@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -55,16 +56,21 @@ class TextFormatter(logging.Formatter):
     """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the logging API's name
-        rid = getattr(record, "request_id", None)
+        return self.format_fields(record.created, record.levelname, record.name, record.message, record.__dict__)
+
+    def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
+        """The line of a record with these attributes (and no exception or stack)."""
+        rid = fields.get("request_id")
         if rid:
-            return f"{record.levelname} {record.name} [{rid}]: {record.message}"
-        return f"{record.levelname} {record.name}: {record.message}"
+            return f"{levelname} {name} [{rid}]: {message}"
+        return f"{levelname} {name}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, ``request_id``, then the record's extra fields, and ``exception`` /
-    ``stack`` when present. Values JSON cannot hold are written as their ``str()``.
+    ``message``, ``request_id``, then the record's extra fields (by name), and
+    ``exception`` / ``stack`` when present. Values JSON cannot hold are written as their
+    ``str()``.
     """
 
     def __init__(self) -> None:
@@ -80,19 +86,30 @@ class JsonFormatter(logging.Formatter):
             self._second = second
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
-    def format(self, record: logging.LogRecord) -> str:
+    def _doc(
+        self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None),
+            "time": self._time(created),
+            "level": levelname,
+            "logger": name,
+            "message": message,
+            "request_id": fields.get("request_id"),
         }
-        extra = record.__dict__.keys() - _RECORD_FIELDS
-        if extra:
-            fields = record.__dict__
-            for key in sorted(extra):
-                doc.setdefault(key, fields[key])
+        for key in sorted(fields):
+            if key not in doc:
+                doc[key] = fields[key]
+        return doc
+
+    def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
+        """The line of a record with these attributes and extra ``fields`` (and no exception or stack)."""
+        return _JSON.encode(self._doc(created, levelname, name, message, fields))
+
+    def format(self, record: logging.LogRecord) -> str:
+        attributes = record.__dict__
+        fields = {key: attributes[key] for key in attributes.keys() - _RECORD_FIELDS}
+        fields["request_id"] = attributes.get("request_id")
+        doc = self._doc(record.created, record.levelname, record.name, record.getMessage(), fields)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -100,6 +117,9 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
         return _JSON.encode(doc)
+
+
+_FORMATTERS = (TextFormatter, JsonFormatter)
 
 
 def formatter(fmt: str) -> logging.Formatter:
@@ -111,21 +131,26 @@ MAX_QUEUED = 100_000
 """Records waiting for the writer thread beyond which new ones are dropped (and counted)."""
 FLUSH_TIMEOUT = 10.0
 """Seconds :meth:`QueueingHandler.flush` waits for the writer thread."""
+WRITE_INTERVAL = 0.05
+"""Seconds the writer thread rests after a write, letting the lines that come meanwhile
+pile up: one write, one thread switch per interval, not per line (under load, a thread
+switch and a system call per request would cost more than the rest of the access log)."""
 _STOP = object()
 
 
 class QueueingHandler(logging.Handler):
     """Formats records where they are logged, and writes them to ``stream`` from a thread.
 
-    The thread that logs (the event loop, serving a request) formats the record and
-    puts the line on a queue: it never waits for the terminal or the pipe. The writer
-    thread writes every line queued meanwhile with one ``write`` (one system call however
-    many lines). Lines, not records, are queued: a record waiting in a queue would
-    outlive the garbage collector's young generation and cost more than formatting it.
-    When the output cannot keep up and :data:`MAX_QUEUED` lines wait, new records are
-    dropped and counted, and a warning says how many once the writer catches up.
-    :meth:`flush` waits until everything queued so far is written; :meth:`close` (also
-    called by :func:`logging.shutdown` at exit) writes what is queued and stops the thread.
+    The thread that logs (the event loop, serving a request) formats the record and puts
+    the line on a queue: it never waits for the terminal or the pipe. The writer thread
+    writes every line queued so far with one ``write``, then rests
+    :data:`WRITE_INTERVAL` (a line waits that long at most). Lines, not records, are
+    queued: a record waiting in a queue would outlive the garbage collector's young
+    generation and cost more than formatting it. When the output cannot keep up and
+    :data:`MAX_QUEUED` lines wait, new records are dropped and counted, and a warning says
+    how many once the writer catches up. :meth:`flush` waits until everything queued so
+    far is written; :meth:`close` (also called by :func:`logging.shutdown` at exit)
+    writes what is queued and stops the thread.
     """
 
     def __init__(self, stream: TextIO, max_queued: int = MAX_QUEUED) -> None:
@@ -137,6 +162,8 @@ class QueueingHandler(logging.Handler):
         self._reported = 0
         self._records: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._wake = threading.Event()
+        """Ends the writer's rest early (flush, close)."""
         self._thread = threading.Thread(target=self._write_loop, name="framex-log-writer", daemon=True)
         self._thread.start()
 
@@ -159,11 +186,37 @@ class QueueingHandler(logging.Handler):
             return
         self._records.put(line)
 
+    def emit_fields(self, level: int, name: str, message: str, fields: Mapping[str, Any]) -> None:
+        """Queue the line a record of logger ``name`` would give, without making the record.
+
+        For when this handler alone would get the record (:func:`sole_handler`): making
+        a record costs more than formatting and queueing its line.
+        """
+        if self._records.qsize() >= self.max_queued:
+            self.dropped += 1
+            return
+        formatter: Any = self.formatter
+        try:
+            line = formatter.format_fields(time.time(), logging.getLevelName(level), name, message, fields)
+        except Exception:
+            self.handleError(logging.makeLogRecord({"name": name, "levelno": level, "msg": message}))
+            return
+        self._records.put(line)
+
+    @property
+    def formats_alone(self) -> bool:
+        """Whether FrameX's own formatter and filter are all that touch its records."""
+        filters = self.filters
+        return type(self.formatter) in _FORMATTERS and (
+            not filters or (len(filters) == 1 and type(filters[0]) is RequestIdFilter)
+        )
+
     def flush(self) -> None:
         """Wait until the records queued so far are written (at most :data:`FLUSH_TIMEOUT` s)."""
         if self._thread.is_alive():
             written = threading.Event()
             self._records.put(written)
+            self._wake.set()
             written.wait(FLUSH_TIMEOUT)
 
     def close(self) -> None:
@@ -171,6 +224,7 @@ class QueueingHandler(logging.Handler):
             closing, self._closed = not self._closed, True
         if closing and self._thread.is_alive():
             self._records.put(_STOP)
+            self._wake.set()
             self._thread.join(FLUSH_TIMEOUT)
         super().close()
 
@@ -213,6 +267,40 @@ class QueueingHandler(logging.Handler):
                 event.set()
             if stop:
                 return
+            # `flush` and `close` queue their item before setting the event, so clearing
+            # it here never hides work: the next `get` returns that item.
+            self._wake.wait(WRITE_INTERVAL)
+            self._wake.clear()
+
+
+def sole_handler(logger: logging.Logger, level: int) -> QueueingHandler | None:
+    """The handler that alone gets ``logger``'s records at ``level``, if it is a
+    :class:`QueueingHandler` as :func:`configure_logging` installs it and nothing else
+    would see or change those records (no other handler, no logger filter, no custom
+    record factory); else None.
+
+    Then its :meth:`QueueingHandler.emit_fields` writes what logging would, for less:
+    the access log takes this path under ``framex run``.
+    """
+    # Called per request: plain attribute reads only.
+    if logger.disabled or logger.filters or logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    if not logger.isEnabledFor(level):
+        return None
+    found: logging.Handler | None = None
+    node: logging.Logger | None = logger
+    while node is not None:
+        handlers = node.handlers
+        if handlers:
+            if found is not None or len(handlers) > 1:
+                return None
+            found = handlers[0]
+        if not node.propagate:
+            break
+        node = node.parent
+    if type(found) is QueueingHandler and found.level <= level and found.formats_alone:
+        return found
+    return None
 
 
 class LoggingSetup:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 
@@ -19,6 +20,8 @@ from framex.logs import (
     TextFormatter,
     configure_logging,
     current_request_id,
+    formatter,
+    sole_handler,
 )
 
 
@@ -144,3 +147,95 @@ def test_configure_logging_installs_one_root_handler(monkeypatch: pytest.MonkeyP
     assert root.handlers == []
     [line] = stream.getvalue().splitlines()
     assert json.loads(line)["message"] == "from uvicorn"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_emit_fields_writes_the_line_the_record_would(fmt: str) -> None:
+    stream = io.StringIO()
+    handler = QueueingHandler(stream)
+    handler.setFormatter(formatter(fmt))
+    handler.addFilter(RequestIdFilter())
+    fields = {"status": 200, "client": "10.0.0.1", "request_id": "r-1", "route": "/x/{id}"}
+    made = logging.LogRecord("framex.access", logging.INFO, "", 0, "GET /x/{id} 200", (), None)
+    made.__dict__.update(fields)
+    handler.handle(made)
+    handler.emit_fields(logging.INFO, "framex.access", "GET /x/{id} 200", fields)
+    handler.flush()
+    handler.close()
+    from_record, direct = stream.getvalue().splitlines()
+    if fmt == "text":
+        assert from_record == direct == "INFO framex.access [r-1]: GET /x/{id} 200"
+    else:
+        first, second = json.loads(from_record), json.loads(direct)
+        assert first.pop("time")[:16] == second.pop("time")[:16]  # made a moment apart
+        assert first == second
+        assert list(first) == ["level", "logger", "message", "request_id", "client", "route", "status"]
+
+
+def test_sole_handler_is_the_queueing_handler_when_nothing_else_sees_the_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    only_a_queueing_handler = QueueingHandler(io.StringIO())
+    only_a_queueing_handler.setFormatter(TextFormatter())
+    only_a_queueing_handler.addFilter(RequestIdFilter())
+    # The root logger as `framex run` sets it up (pytest's capture handlers set aside),
+    # and the standard records (importing Ray, as other tests do, installs a factory).
+    monkeypatch.setattr(logging.getLogger(), "handlers", [only_a_queueing_handler])
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    logger = logging.getLogger("tests.logs.sole")
+    logger.setLevel(logging.INFO)
+    try:
+        assert sole_handler(logger, logging.INFO) is only_a_queueing_handler
+        assert sole_handler(logger, logging.DEBUG) is None  # below the logger's level
+        with monkeypatch.context() as m:
+            m.setattr(logging.getLogger("tests"), "handlers", [logging.NullHandler()])
+            assert sole_handler(logger, logging.INFO) is None  # another handler on the way
+        with monkeypatch.context() as m:
+            m.setattr(logger, "filters", [logging.Filter("other")])
+            assert sole_handler(logger, logging.INFO) is None  # a logger filter
+        with monkeypatch.context() as m:
+            m.setattr(only_a_queueing_handler, "filters", [*only_a_queueing_handler.filters, logging.Filter()])
+            assert sole_handler(logger, logging.INFO) is None  # a filter of someone else's on the handler
+        with monkeypatch.context() as m:
+            m.setattr(only_a_queueing_handler, "formatter", logging.Formatter())
+            assert sole_handler(logger, logging.INFO) is None  # someone else's format
+        with monkeypatch.context() as m:
+            m.setattr(only_a_queueing_handler, "level", logging.WARNING)
+            assert sole_handler(logger, logging.INFO) is None
+        logging.setLogRecordFactory(lambda *args, **kwargs: logging.LogRecord(*args, **kwargs))
+        assert sole_handler(logger, logging.INFO) is None  # records of a custom factory may differ
+        logging.setLogRecordFactory(logging.LogRecord)
+        with monkeypatch.context() as m:
+            m.setattr(logger, "propagate", False)
+            assert sole_handler(logger, logging.INFO) is None  # no handler at all
+    finally:
+        logging.setLogRecordFactory(factory)
+        logger.setLevel(logging.NOTSET)
+        only_a_queueing_handler.close()
+
+
+def test_json_lines_are_what_json_dumps_writes() -> None:
+    class Text(str):
+        pass
+
+    doc = {
+        "text": 'é "quoted"\n\t\u2028',
+        "int": -7,
+        "big": 10**30,
+        "float": 1.5e-7,
+        "true": True,
+        "false": False,
+        "none": None,
+        "nan": math.nan,
+        "inf": -math.inf,
+        "list": [1, "a", None],
+        "dict": {"k": 1},
+        "subclass": Text("x"),
+        "bytes": b"x",
+    }
+    record = logging.LogRecord("tests.logs", logging.INFO, __file__, 1, "m", (), None)
+    record.__dict__.update(doc)
+    line = JsonFormatter().format(record)
+    expected = json.dumps({k: doc[k] for k in sorted(doc)}, default=str)
+    assert line.endswith(", " + expected[1:])  # after time, level, logger, message, request_id
