@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -466,3 +466,149 @@ def check_load_options(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("concurrency levels must be >= 1")
     if args.loadgen == "wrk" and shutil.which("wrk") is None:
         parser.error("--loadgen wrk: wrk is not on PATH (apt-get install -y wrk)")
+
+
+# -- the suite (``python -m bench``): servers, peers, tables -------------------------
+
+
+def run_cli(main: Callable[[], int], interrupted: str) -> None:
+    """Exit with ``main()``'s status; on Ctrl-C say ``interrupted`` and exit with 130."""
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A minimal environment for a server under test, plus ``extra``.
+
+    Only what a process needs to run: settings read from the environment (``FRAMEX__*``,
+    FrameX-kit's ``SERVER__*``, ``PYTHONPATH``) would otherwise leak into one app and not the others.
+    """
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, **extra}
+
+
+def uvicorn_command(
+    python: str, target: str, app_dir: Path, port: int, loop: str = "auto", http: str = "auto"
+) -> list[str]:
+    """The same uvicorn flags for every app: one worker, loopback, no access log."""
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        target,
+        "--app-dir",
+        str(app_dir),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        loop,
+        "--http",
+        http,
+    ]
+
+
+@contextlib.contextmanager
+def serving(
+    command: list[str],
+    *,
+    label: str,
+    port: int,
+    ready_path: str,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float = 60.0,
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """Start ``command``, wait for its first 200 on ``ready_path``; yield it and the seconds that took; stop it."""
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_200(port, ready_path, process, label, timeout, lambda: log_tail(log_path), interval=0.01)
+        yield process, time.monotonic() - started
+    finally:
+        stop(process)
+
+
+def spread(values: Sequence[float], fmt: str) -> str:
+    """``min-max`` of ``values``."""
+    return f"{format(min(values), fmt)}-{format(max(values), fmt)}" if values else "n/a"
+
+
+@dataclass
+class Series:
+    """One row of a suite table: a metric at one point, every app's runs."""
+
+    label: str
+    fmt: str
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, app: str) -> float | None:
+        found = self.values.get(app)
+        return statistics.median(found) if found else None
+
+    def ratio(self, app: str, peer: str) -> float | None:
+        mine, theirs = self.median(app), self.median(peer)
+        return mine / theirs if mine is not None and theirs else None
+
+
+def render_peer_table(rows: Sequence[Series], apps: Sequence[tuple[str, str]]) -> str:
+    """Markdown: per row each app's median (min-max over the runs), then the first app over each other app."""
+    (base, base_label), peers = apps[0], apps[1:]
+    lines = [
+        "| metric | "
+        + " | ".join(label for _, label in apps)
+        + " | "
+        + " | ".join(f"{base_label} ÷ {label}" for _, label in peers)
+        + " |",
+        "| --- | " + " | ".join("---:" for _ in (*apps, *peers)) + " |",
+    ]
+    for row in rows:
+        cells = []
+        for key, _ in apps:
+            found = row.values.get(key)
+            median = row.median(key)
+            cells.append("n/a" if not found or median is None else f"{median:{row.fmt}} ({spread(found, row.fmt)})")
+        ratios = [f"{r:.2f}x" if (r := row.ratio(base, key)) is not None else "n/a" for key, _ in peers]
+        lines.append(f"| {row.label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+    return "\n".join(lines)
+
+
+@dataclass
+class Section:
+    """One scenario of the suite's report: what was measured, its table, and the raw numbers."""
+
+    key: str
+    title: str
+    what: str
+    table: str
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def load_series(points: Sequence[Point], apps: Sequence[str]) -> list[Series]:
+    """Rows for HTTP points: req/s, p99 and server CPU per request of every app, per point."""
+    metrics = (("req/s", "rps", ",.0f"), ("p99 ms", "p99_ms", ",.1f"), ("server CPU µs/request", None, ",.0f"))
+    rows = []
+    for p in points:
+        for name, attr, fmt in metrics:
+            # A run without a single response has no latency (its p99 reads 0), but its 0 req/s counts.
+            values = {
+                app: [
+                    v
+                    for r in p.runs[app]
+                    if (r.ok or attr == "rps") and (v := getattr(r, attr or "server_us_per_request")) is not None
+                ]
+                for app in apps
+                if p.runs.get(app)
+            }
+            rows.append(Series(f"{p.scenario} c={p.concurrency}: {name}", fmt, values))
+    return rows

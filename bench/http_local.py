@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    HOST,
     OTHER_LOAD_LIMIT,
     RESULTS,
     ROOT,
@@ -48,10 +47,10 @@ from bench.common import (
     pick_loadgen,
     render_diagnostics,
     render_table,
-    stop,
+    serving,
     timestamp,
+    uvicorn_command,
     versions,
-    wait_for_200,
     write_report,
 )
 
@@ -121,36 +120,13 @@ def server_env(max_workers: int) -> dict[str, str]:
 def running(spec: AppSpec, options: ServerOptions, workdir: Path, ready_path: str) -> Iterator[Server]:
     """Start ``spec`` under uvicorn in ``workdir`` (no ``config/local.yaml`` there); stop it on exit."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        spec.target,
-        "--app-dir",
-        str(ROOT),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--loop",
-        options.loop,
-        "--http",
-        options.http,
-    ]
+    command = uvicorn_command(sys.executable, spec.target, ROOT, port, options.loop, options.http)
     log_path = workdir / f"{spec.key}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=workdir, env=server_env(options.max_workers), stdout=log, stderr=subprocess.STDOUT
-        )
-    server = Server(spec, port, process, log_path)
-    try:
-        wait_for_200(port, ready_path, process, spec.label, 60.0, server.log_tail)
-        yield server
-    finally:
-        stop(process)
+    env = server_env(options.max_workers)
+    with serving(
+        command, label=spec.label, port=port, ready_path=ready_path, cwd=workdir, env=env, log_path=log_path
+    ) as (process, _):
+        yield Server(spec, port, process, log_path)
 
 
 def check_answers(server: Server, trivial: str, blocking: str) -> None:

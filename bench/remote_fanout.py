@@ -24,12 +24,14 @@ import asyncio
 import contextlib
 import gc
 import math
+import multiprocessing
 import os
 import signal
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -213,8 +215,12 @@ async def _sequential(items: list[int]) -> list[int]:
     return [cpu_job(n) for n in items]  # the plain function, one call after the other
 
 
-def fanout_variants(local: Any, ray: Any | None) -> list[FanoutVariant]:
-    """The variants; ``local`` and ``ray`` are the containers their calls go to."""
+def fanout_variants(local: Any, ray: Any | None, plain: ProcessPoolExecutor | None = None) -> list[FanoutVariant]:
+    """The variants; ``local`` and ``ray`` are the containers their calls go to.
+
+    With ``plain`` (``--peers``), also the same fan-out without FrameX: ``asyncio.to_thread``,
+    ``run_in_executor`` on the process pool ``plain``, and a raw ``ray.remote`` task.
+    """
     import framex
 
     thread_job = cpu_job.options(executor="thread")
@@ -235,6 +241,8 @@ def fanout_variants(local: Any, ray: Any | None) -> list[FanoutVariant]:
     ]
     if ray is not None:
         variants.append(FanoutVariant("ray", "Ray (warm)", on(ray, cpu_job)))
+    if plain is not None:
+        variants += plain_variants(plain, ray is not None)
     return variants
 
 
@@ -261,6 +269,32 @@ async def run_fanout(variants: list[FanoutVariant], n: int, args: argparse.Names
         for key in _rotated(list(by_key), run):
             samples.append(await measure("fanout", key, call(by_key[key]), args.fanout, 1, run, args))
     return samples
+
+
+def plain_variants(pool: ProcessPoolExecutor, with_ray: bool) -> list[FanoutVariant]:
+    """The peers: the fan-out written with asyncio and Ray directly."""
+
+    async def threads(items: list[int]) -> list[int]:
+        return list(await asyncio.gather(*(asyncio.to_thread(spin, n) for n in items)))
+
+    async def processes(items: list[int]) -> list[int]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(pool, spin, n) for n in items)))
+
+    variants = [
+        FanoutVariant("plain_thread", "plain `asyncio.to_thread`", threads),
+        FanoutVariant("plain_process", "plain `ProcessPoolExecutor` (warm)", processes),
+    ]
+    if with_ray:
+        import ray
+
+        task = ray.remote(max_retries=0)(spin)
+
+        async def raw_ray(items: list[int]) -> list[int]:
+            return list(await asyncio.gather(*(task.remote(n) for n in items)))
+
+        variants.append(FanoutVariant("raw_ray", "raw `ray.remote` (warm)", raw_ray))
+    return variants
 
 
 async def cold_process_call(local: Any, n: int) -> float:
@@ -653,6 +687,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray variant (Ray is then never imported)")
     parser.add_argument(
+        "--peers", action="store_true", help="also the fan-out without FrameX: to_thread, a process pool, raw Ray"
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=2,
@@ -705,9 +742,18 @@ async def run_all(args: argparse.Namespace, local: Any, facts: dict[str, Any]) -
             file=sys.stderr,
             flush=True,
         )
-    variants = facts["variants"] = fanout_variants(local, ray)
+    plain = None
+    if args.peers:
+        # The default executor `asyncio.to_thread` uses, sized like FrameX's pool.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(args.max_workers))
+        plain = ProcessPoolExecutor(args.processes, mp_context=multiprocessing.get_context("forkserver"))
+    variants = facts["variants"] = fanout_variants(local, ray, plain)
     print(f"fan-out: {args.warmup} warm-up + {args.runs} run(s) of {args.fanout} jobs", file=sys.stderr, flush=True)
-    samples += await run_fanout(variants, n, args)
+    try:
+        samples += await run_fanout(variants, n, args)
+    finally:
+        if plain is not None:
+            plain.shutdown(wait=True)
     if ray is not None:
         facts["ray_idle_cores"] = await idle_cpu(2.0)
     return samples
@@ -764,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "settings": {
             **{k: getattr(args, k) for k in (*FULL, "processes", "max_workers", "num_cpus", "no_ray", "retries")},
+            "peers": args.peers,
             "map_inner": facts.get("map_inner"),
             "map_concurrency": MAP_CONCURRENCY,
             "other_load_limit": OTHER_LOAD_LIMIT,

@@ -14,6 +14,7 @@ from framex.plugin.base import BasePlugin
 from framex.plugin.decorators import on_register, on_request
 from framex.plugin.loader import Plugin
 from framex.plugin.metadata import ApiType, PluginMetadata
+from framex.plugin.proxy import on_proxy
 from framex.remote import remote
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ __all__ = [
     "get_plugin_config",
     "load_builtin_plugins",
     "load_plugins",
+    "on_proxy",
     "on_register",
     "on_request",
     "remote",

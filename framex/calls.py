@@ -29,7 +29,7 @@ async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
     params = api.signature.parameters
     try:
         unknown = [name for name in kwargs if name not in params]
-        if unknown:
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             raise TypeError(f"unexpected argument(s) {', '.join(f'`{n}`' for n in unknown)}")
         bound = api.signature.bind(**kwargs)
     except TypeError as exc:

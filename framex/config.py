@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -77,6 +78,9 @@ class ServerSettings(_Strict):
         100, ge=0, description="Warn when the event loop is blocked longer than this (ms); 0 turns the watchdog off."
     )
     cors: CorsSettings | None = Field(None, description="Cross-origin access from browsers; off when null.")
+    max_body_bytes: int | None = Field(
+        16 * 1024 * 1024, ge=0, description="Largest request body accepted (413 above it); null: no limit."
+    )
 
 
 class LocalSettings(_Strict):
@@ -225,11 +229,22 @@ class Settings(_Strict):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, source: str) -> Any:
-    if isinstance(node, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), source) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", source) for i, v in enumerate(node)]
+def _interpolate(node: Any, path: str, source: str, parents: set[int] | None = None) -> Any:
+    if isinstance(node, (dict, list)):
+        parents = set() if parents is None else parents
+        if id(node) in parents:
+            # `a: &x [*x]`: PyYAML builds a list that contains itself.
+            raise ConfigError(
+                f"{source}: `{path or '(top level)'}` contains itself: a YAML alias (`*name`) is used inside "
+                "the anchor (`&name`) it refers to. Write the value out instead."
+            )
+        parents.add(id(node))
+        try:
+            if isinstance(node, dict):
+                return {k: _interpolate(v, f"{path}.{k}" if path else str(k), source, parents) for k, v in node.items()}
+            return [_interpolate(v, f"{path}[{i}]", source, parents) for i, v in enumerate(node)]
+        finally:
+            parents.discard(id(node))
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -262,7 +277,8 @@ def _parse_scalar(text: str) -> Any:
     if stripped[:1] in ("[", "{"):
         try:
             return yaml.safe_load(stripped)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
+            # ValueError: a value PyYAML cannot build (`[2024-13-45]`, an int of 5000 digits).
             return text
     try:
         value = json.loads(stripped)
@@ -279,19 +295,36 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"`--config PATH` or `{CONFIG_ENV}=PATH`."
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"`{path}` is not UTF-8 text (byte {exc.start} cannot be decoded). Save the file as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Configuration file `{path}` cannot be read: {exc.strerror or exc}.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"`{path}` is not valid YAML{where}: {problem}. Fix the syntax there.") from None
+    except ValueError as exc:
+        # PyYAML's constructors raise it for values they cannot build: an impossible date
+        # (`2024-13-45`), an integer of thousands of digits.
+        raise ConfigError(f"`{path}` holds a value YAML cannot read: {exc}. Fix it, or quote it as a string.") from None
+    except RecursionError:
+        raise ConfigError(f"`{path}` is nested too deeply to be read. Flatten the structure.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"`{path}` must hold a mapping of settings (like `adapter: local`), not a {type(data).__name__}."
         )
-    interpolated: dict[str, Any] = _interpolate(data, "", f"`{path}`")
+    try:
+        interpolated: dict[str, Any] = _interpolate(data, "", f"`{path}`")
+    except RecursionError:
+        raise ConfigError(f"`{path}` is nested too deeply to be read. Flatten the structure.") from None
     return interpolated
 
 
@@ -302,14 +335,22 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
     """
     tree: dict[str, Any] = {}
     origin: dict[str, str] = {}
-    for name, raw in environ.items():
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
         if any(not k for k in keys):
             raise ConfigError(f"Environment variable `{name}` has an empty key; use `FRAMEX__SECTION__KEY=value`.")
+        path = ".".join(keys)
+        for other_path, other in origin.items():
+            # `FRAMEX__SERVER` and `FRAMEX__SERVER__PORT`: one would silently replace the other.
+            if other_path == path or path.startswith(other_path + ".") or other_path.startswith(path + "."):
+                raise ConfigError(
+                    f"Environment variables `{other}` and `{name}` both set `{min(path, other_path, key=len)}`. "
+                    "Unset one of them."
+                )
         _set_path(tree, keys, _parse_scalar(raw))
-        origin[".".join(keys)] = name
+        origin[path] = name
     return tree, origin
 
 
@@ -382,6 +423,10 @@ def validate_settings(
         raise ConfigError(format_validation_error(exc, Settings, source, env_origin or {})) from None
 
 
+_GOT = reprlib.Repr()
+"""Quotes what was given in messages: a huge or deeply nested value is abbreviated."""
+_GOT.maxlevel, _GOT.maxstring, _GOT.maxother = 3, 80, 80
+
 _MOVED = {"server.log_level": "log.level"}
 """Keys of earlier versions, and where they live now."""
 
@@ -403,7 +448,7 @@ def format_validation_error(
             lines.append(f"  - `{path}`{via}: unknown key.{hint} Fix the spelling or remove it.")
         else:
             # What was given under `auth` may hold API keys: never repeat it.
-            got = "" if loc[:1] == ["auth"] else f" (got {error.get('input')!r})"
+            got = "" if loc[:1] == ["auth"] else f" (got {_GOT.repr(error.get('input'))})"
             lines.append(f"  - `{path}`{via}: {error['msg']}{got}.")
     return "\n".join(lines)
 

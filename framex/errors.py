@@ -41,3 +41,12 @@ class RemoteError(FrameXError, RuntimeError):
 
 class RemoteTimeoutError(FrameXError, TimeoutError):
     """A ``@remote`` call took longer than its ``timeout``."""
+
+
+class UpstreamError(FrameXError, ConnectionError):
+    """A call through the proxy plugin failed: the upstream is unreachable, timed out, or
+    answered with an error (``status``)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

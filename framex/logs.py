@@ -341,3 +341,25 @@ def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> Lo
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
     return LoggingSetup(handler)
+
+
+def configure_replica_logging(settings: LogSettings) -> LoggingSetup:
+    """Logging in a Ray Serve replica, from the same ``log`` section as ``framex run``.
+
+    Ray sets up the replica's logging itself; when it left the root logger without a
+    handler, this is :func:`configure_logging`. Otherwise FrameX's own loggers (the
+    access log among them) get the handler, and stop propagating to Ray's. The replica's
+    stderr reaches the driver's output with Ray's ``(ServeReplica ...)`` prefix.
+    """
+    if not logging.getLogger().handlers:
+        return configure_logging(settings)
+    framex_logger = logging.getLogger("framex")
+    if any(isinstance(h, QueueingHandler) for h in framex_logger.handlers):
+        return LoggingSetup()
+    handler = QueueingHandler(sys.stderr)
+    handler.setFormatter(formatter(settings.format))
+    handler.addFilter(RequestIdFilter())
+    framex_logger.addHandler(handler)
+    framex_logger.setLevel(settings.level.upper())
+    framex_logger.propagate = False
+    return LoggingSetup(handler)

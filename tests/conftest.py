@@ -1,14 +1,21 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from framex.container import Container, close_container, create_container, use_container
+from tests.server import OutputDrain, Server, framex_server, session_processes
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="tests/reliability at soak sizes (docs/reliability.md)")
 
 
 @pytest.fixture
@@ -38,6 +45,35 @@ def ray_cluster() -> Iterator[None]:
     start_ray(Settings.model_validate({"adapter": "ray", "ray": {"num_cpus": 2, "log_to_driver": False}}))
     yield
     stop_ray()
+
+
+@pytest.fixture(scope="session")
+def ray_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`framex run --adapter ray` with the test configuration, shared by the session.
+
+    Stopping it checks the Ray shutdown: exit 0, plugins' `on_stop` ran in their
+    replicas, and no process of its session is left.
+    """
+    marker = tmp_path_factory.mktemp("ray-server") / "on_stop"
+    args = ("--config", str(ROOT / "tests" / "config.yaml"), "--adapter", "ray")
+    env = {"FRAMEX__RAY__NUM_CPUS": "2", "KITCHEN_STOP_MARKER": str(marker)}
+    with framex_server(*args, env=env, ready_timeout=240) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)  # Ray forwards the replicas' logs: a full pipe would block it
+        yield server
+        code = server.stop(signal.SIGTERM, timeout=120)
+        leftovers = session_processes(server.process.pid)
+        assert code == 0, output.text()[-3000:]
+        assert leftovers == [], leftovers
+        assert marker.read_text() == "stopped"
+
+
+@pytest.fixture(scope="session")
+def ray_server(ray_server_process: Server) -> Iterator[httpx.Client]:
+    """An HTTP client of `ray_server_process`."""
+    # The header only labels the client for assertions; the server ignores it.
+    with httpx.Client(base_url=ray_server_process.url, timeout=60, headers={"x-test-backend": "ray"}) as client:
+        yield client
 
 
 def _active_container(adapter: str) -> Iterator[Container]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -86,11 +89,69 @@ def session_processes(sid: int) -> list[str]:
     return alive
 
 
+class OutputDrain:
+    """Reads a server's output while it runs, so its log never blocks on a full pipe."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True, name="server-output")
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        try:
+            for line in stream:
+                with self._lock:
+                    self._lines.append(line)
+        except (OSError, ValueError):  # the stream is closed when the server is stopped
+            return
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, pattern: str, count: int, timeout: float = 60) -> list[re.Match[str]]:
+        """Poll until ``pattern`` has matched at least ``count`` lines; return the matches."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                lines = list(self._lines)
+            matches = [m for line in lines if (m := compiled.search(line))]
+            if len(matches) >= count or time.monotonic() > deadline:
+                return matches
+            time.sleep(0.05)
+
+
 @contextmanager
 def framex_server(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, ready_timeout: float = 60
 ) -> Iterator[Server]:
-    """Start `framex run --port <free> ARGS...` in its own session and stop it afterwards.
+    """Start `framex run --port <free> ARGS...` in its own session and stop it afterwards."""
+    command = [sys.executable, "-m", "framex.cli", "run", "--host", "127.0.0.1", "--port", "{port}", *args]
+    with _served(command, env, cwd, ready_timeout) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn_server(
+    app: str, env: dict[str, str] | None = None, ready_timeout: float = 60, port: int | None = None
+) -> Iterator[Server]:
+    """Serve the ASGI app at ``module:attribute`` with uvicorn (it must answer `/health`),
+    on ``port`` or a free one."""
+    where = "{port}" if port is None else str(port)
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", where, "--no-access-log"]
+    with _served(command, env, ROOT, ready_timeout) as server:
+        yield server
+
+
+def _port_of(command: list[str]) -> str:
+    return command[command.index("--port") + 1]
+
+
+@contextmanager
+def _served(command: list[str], env: dict[str, str] | None, cwd: Path, ready_timeout: float) -> Iterator[Server]:
+    """Run ``command`` (``{port}`` replaced by a free port) in its own session until the end.
 
     A port found free can be taken by another process (Ray opens many) before the
     server binds it; that start is retried on a new port.
@@ -100,7 +161,7 @@ def framex_server(
     for attempt in range(3):
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "framex.cli", "run", "--host", "127.0.0.1", "--port", str(port), *args],
+            [part.replace("{port}", str(port)) for part in command],
             cwd=cwd,
             env=environ,
             stdout=subprocess.PIPE,
@@ -108,7 +169,8 @@ def framex_server(
             text=True,
             start_new_session=True,
         )
-        server = Server(process, f"http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port if '{port}' in ' '.join(command) else _port_of(command)}"
+        server = Server(process, url)
         try:
             wait_ready(server.url, process, ready_timeout)
             break

@@ -1,7 +1,9 @@
-"""The FrameX app of the benchmark: only ``bench_plugin``, no built-ins, no YAML file.
+"""The FrameX app of the benchmark: ``bench_plugin`` (or ``BENCH_PLUGINS``), no built-ins, no YAML file.
 
-``BENCH_MAX_WORKERS`` sets the local adapter's thread pool size (default 32). Serve it
-from a directory without ``config/local.yaml`` and with ``FRAMEX_CONFIG`` unset.
+``BENCH_PLUGINS`` lists the plugin modules, comma-separated (default ``bench.apps.bench_plugin``);
+``BENCH_MAX_WORKERS`` sets the local adapter's thread pool size (default 32) and
+``BENCH_MAX_PROCESSES`` its process pool size (default: the CPU count). Serve it from a
+directory without ``config/local.yaml`` and with ``FRAMEX_CONFIG`` unset.
 """
 
 import os
@@ -10,9 +12,10 @@ import framex
 
 container = framex.create_container(
     None,
-    load_plugins=["bench.apps.bench_plugin"],
+    load_plugins=os.environ.get("BENCH_PLUGINS", "bench.apps.bench_plugin").split(","),
     load_builtin_plugins=[],
     local__max_workers=int(os.environ.get("BENCH_MAX_WORKERS", "32")),
+    local__max_processes=int(os.environ.get("BENCH_MAX_PROCESSES", str(os.cpu_count() or 1))),
 )
 framex.use_container(container)
 app = framex.create_app(container)

@@ -111,8 +111,9 @@ class LocalAdapter:
         except BrokenProcessPool as exc:
             self._reset_processes(pool)
             raise RemoteError(
-                f"`{name}` did not finish: the worker process running it died. The pool was restarted; "
-                "check for crashes in native code or the process being killed (out of memory)."
+                f"`{name}` did not finish: the worker process running it died, or another worker of the pool did "
+                "(a dying worker fails every call in flight on the pool). The pool was restarted; check for crashes "
+                "in native code or a process being killed (out of memory)."
             ) from exc
         except Exception as exc:
             if _failed_to_send(exc):

@@ -23,6 +23,7 @@ from framex.adapters.ray import start_ray, stop_ray, unwrap_error
 from framex.config import deep_merge
 from framex.container import Container, use_container
 from framex.errors import FrameXError, PluginDefinitionError
+from framex.logs import configure_replica_logging
 from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
@@ -51,6 +52,7 @@ def _replica_container(settings_doc: dict[str, Any]) -> Container:
     container = Container()
     container.config.from_dict(settings_doc)
     use_container(container)  # the replica's process default: plugin code finds it anywhere
+    configure_replica_logging(container.settings().log)
     return container
 
 

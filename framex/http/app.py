@@ -16,6 +16,8 @@ from framex.http.auth import install_auth
 from framex.http.cors import install_cors
 from framex.http.envelope import envelope_response
 from framex.http.errors import install_error_handlers
+from framex.http.external import install_external_routes
+from framex.http.limits import install_body_limit
 from framex.http.observability import install_observability
 from framex.http.routes import add_api_route
 from framex.http.watchdog import start_watchdog
@@ -62,6 +64,10 @@ def build_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # The proxy's mirrored routes, as they are found; first, so the middleware added next wraps them.
+    if registry.has_proxy:
+        install_external_routes(app, registry)
+    install_body_limit(app, settings.server.max_body_bytes)  # innermost: route errors reach the handlers
     install_auth(app, settings.auth)  # first: middleware added later wraps it, so it sees the 401s
     install_cors(app, settings.server.cors)  # after auth: preflights need no key, 401s get CORS headers
     # Plugin routes first: they carry the traffic, and routes are matched in order.

@@ -23,6 +23,18 @@ class Envelope(BaseModel, Generic[T]):
     request_id: str | None = None
 
 
+class ValidationProblem(BaseModel):
+    """One problem of a 422 answer: where (``["body", "item"]``), what, and its pydantic type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+ValidationErrorEnvelope = Envelope[list[ValidationProblem]]
+"""The body of every 422 answer (see ``framex.http.errors``), as documented in OpenAPI."""
+
+
 _second: int = -1
 _second_text = ""
 

@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
 from framex.http.cache import cached_endpoint
-from framex.http.envelope import envelope_model, envelope_response
+from framex.http.envelope import ValidationErrorEnvelope, envelope_model, envelope_response
 from framex.http.errors import internal_error, request_id, request_id_headers
 from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
 from framex.plugin.loader import PluginApi
@@ -78,6 +78,12 @@ def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
     else:
         # Documentation only: endpoints return ready responses, so FastAPI never re-validates.
         kwargs["response_model"] = envelope_model(api.return_type)
+    if any(p.annotation is not Request for p in api.signature.parameters.values()):
+        # FastAPI would document its own 422 body; FrameX answers with the envelope.
+        responses = dict(kwargs.get("responses") or {})
+        if not any(code in responses for code in (422, "422", "4XX", "default")):
+            responses[422] = {"model": ValidationErrorEnvelope, "description": "Validation Error"}
+        kwargs["responses"] = responses
     try:
         # One route per method, so each operation gets its own OpenAPI id.
         for method in spec.methods:

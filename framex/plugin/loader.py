@@ -63,6 +63,22 @@ class PluginApi:
 
 
 @dataclass(eq=False)
+class ExternalApi(PluginApi):
+    """An API served elsewhere and reached through a plugin (the proxy's mirrored routes).
+
+    ``func`` makes the call for ``call_plugin_api``; ``route`` is the ASGI app serving its
+    path here, and ``operation`` / ``schemas`` its OpenAPI operation and the component
+    schemas that operation refers to.
+    """
+
+    route: Any = None
+    operation: dict[str, Any] = field(default_factory=dict)
+    schemas: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    """Where it is served (an upstream URL), for messages and the OpenAPI document."""
+
+
+@dataclass(eq=False)
 class Plugin:
     """A loaded plugin module and what it declares."""
 

@@ -23,7 +23,7 @@ from framex.errors import (
     PluginLoadError,
     PluginStartError,
 )
-from framex.plugin.loader import BUILTIN_PACKAGE, Plugin, PluginApi, expand, full_path, read_plugin
+from framex.plugin.loader import BUILTIN_PACKAGE, ExternalApi, Plugin, PluginApi, expand, full_path, read_plugin
 
 logger = logging.getLogger("framex.plugin")
 
@@ -34,6 +34,9 @@ current_plugin: ContextVar[Plugin | None] = ContextVar("framex_current_plugin", 
 """The plugin whose code is running; ``call_plugin_api`` checks its ``required_remote_apis``."""
 
 _in_startup: ContextVar[bool] = ContextVar("framex_in_startup", default=False)
+
+PROXY_MODULE = f"{BUILTIN_PACKAGE}.proxy"
+"""With this plugin loaded, required HTTP APIs may be served by upstreams it finds at start."""
 
 
 class PluginRegistry:
@@ -56,6 +59,8 @@ class PluginRegistry:
         self._local_classes: set[type] | None = None
         self._forward: Forward | None = None
         self._start_task: asyncio.Future[None] | None = None
+        self.external_apis: list[ExternalApi] = []
+        self._external_listeners: list[Callable[[ExternalApi], None]] = []
 
     # -- loading ------------------------------------------------------------------
 
@@ -132,15 +137,53 @@ class PluginRegistry:
             return None
         return validate_plugin_config(plugin.name, self.settings.plugins.get(plugin.name), model)
 
-    def check_requirements(self) -> None:
-        """Fail when a plugin requires an API that no loaded plugin provides."""
+    def check_requirements(self, final: bool = False) -> None:
+        """Fail when a plugin requires an API that no loaded plugin provides.
+
+        With the proxy plugin loaded, HTTP paths may come from its upstreams, which are
+        known once it has started: those are only checked when ``final``.
+        """
+        has_proxy = self.has_proxy
+        proxied = has_proxy and not final
         for plugin in self.plugins.values():
             for wanted in plugin.required_remote_apis:
-                if wanted not in self._by_name and wanted not in self._by_path:
-                    raise ApiNotFoundError(
-                        f"Plugin `{plugin.name}` requires API `{wanted}` (in `required_remote_apis`), but no "
-                        f"loaded plugin provides it.{self._suggest(wanted)} Load the plugin that serves it."
-                    )
+                if wanted in self._by_name or wanted in self._by_path or (proxied and wanted.startswith("/")):
+                    continue
+                where = " and no upstream of the proxy plugin serves it" if has_proxy else ""
+                raise ApiNotFoundError(
+                    f"Plugin `{plugin.name}` requires API `{wanted}` (in `required_remote_apis`), but no "
+                    f"loaded plugin provides it{where}.{self._suggest(wanted)} Load the plugin that serves it."
+                )
+
+    @property
+    def has_proxy(self) -> bool:
+        """The proxy plugin is loaded: external APIs may be added at start."""
+        return any(p.module.__name__ == PROXY_MODULE for p in self.plugins.values())
+
+    def add_external_api(self, api: ExternalApi) -> None:
+        """Make an API served elsewhere callable by its path (and routed, by the app's listener)."""
+        assert api.path is not None
+        for method in api.spec.methods:
+            if self.serves(method, api.path):
+                raise FrameXError(f"`{method} {api.path}` is served already; an external API cannot replace it.")
+        self._by_name[api.name] = api
+        self._by_path.setdefault(api.path, []).append(api)
+        self._handlers[api] = api.func
+        self.external_apis.append(api)
+        for listener in self._external_listeners:
+            listener(api)
+
+    def serves(self, method: str, path: str) -> bool:
+        """Whether ``method path`` is served already (by a plugin or an external API)."""
+        if (method, path) in self._routes:
+            return True
+        return any(method in api.spec.methods for api in self._by_path.get(path, ()))
+
+    def on_external_api(self, listener: Callable[[ExternalApi], None]) -> None:
+        """Call ``listener`` with every external API, those added so far included."""
+        self._external_listeners.append(listener)
+        for api in self.external_apis:
+            listener(api)
 
     # -- lookup -------------------------------------------------------------------
 
@@ -215,6 +258,8 @@ class PluginRegistry:
                 elif api.owner in instances:
                     self._handlers[api] = getattr(instances[api.owner], api.func.__name__)
             self._pending += [(plugin, inst) for inst in instances.values()]
+            if _module_hooks(plugin.module):
+                self._pending.append((plugin, plugin.module))
             self._instantiated.add(plugin.name)
 
     def freeze(self) -> None:
@@ -272,9 +317,14 @@ class PluginRegistry:
         _in_startup.set(True)
         self.instantiate()
         self._pending.sort(key=lambda pair: -pair[0].metadata.priority)
+        checked = False
         while self._pending:
             plugin, instance = self._pending[0]
-            hook = getattr(instance, "on_start", None)
+            if not checked and plugin.module.__name__ != PROXY_MODULE:
+                # The proxy has found its upstreams' APIs: the others' start may call them.
+                self.check_requirements(final=True)
+                checked = True
+            hook = _hook(instance, "on_start")
             if hook is not None:
                 current_plugin.set(plugin)
                 try:
@@ -283,17 +333,18 @@ class PluginRegistry:
                         await result
                 except Exception as exc:
                     raise PluginStartError(
-                        f"Plugin `{plugin.name}`: `{type(instance).__name__}.on_start()` failed: "
-                        f"{type(exc).__name__}: {exc}."
+                        f"Plugin `{plugin.name}`: `{_owner(instance)}.on_start()` failed: {type(exc).__name__}: {exc}."
                     ) from exc
             self._started.append(self._pending.pop(0))
+        if not checked:
+            self.check_requirements(final=True)
         self._ready = True
 
     async def stop(self) -> None:
         """Run ``on_stop`` of the started plugins in reverse start order; errors are logged."""
         while self._started:
             plugin, instance = self._started.pop()
-            hook = getattr(instance, "on_stop", None)
+            hook = _hook(instance, "on_stop")
             if hook is None:
                 continue
             token = current_plugin.set(plugin)
@@ -302,7 +353,7 @@ class PluginRegistry:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception("plugin %s: %s.on_stop() failed", plugin.name, type(instance).__name__)
+                logger.exception("plugin %s: %s.on_stop() failed", plugin.name, _owner(instance))
             finally:
                 current_plugin.reset(token)
         self._ready = False
@@ -360,6 +411,23 @@ class PluginRegistry:
 
 
 _ASYNC, _ASYNC_GEN, _SYNC, _FORWARD = range(4)
+
+
+def _owner(instance: Any) -> str:
+    return str(instance.__name__) if inspect.ismodule(instance) else type(instance).__name__
+
+
+def _module_hooks(module: Any) -> bool:
+    return _hook(module, "on_start") is not None or _hook(module, "on_stop") is not None
+
+
+def _hook(owner: Any, name: str) -> Callable[[], Any] | None:
+    """``owner.<name>``: a method of a plugin instance, or a function a plugin module
+    defines itself (module-level ``on_start`` / ``on_stop``; imported ones do not count)."""
+    hook = getattr(owner, name, None)
+    if hook is None or not inspect.ismodule(owner):
+        return hook
+    return hook if inspect.isfunction(hook) and hook.__module__ == owner.__name__ else None
 
 
 class _Plan(NamedTuple):

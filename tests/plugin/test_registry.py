@@ -49,3 +49,19 @@ async def test_failed_start_is_reported_and_retried() -> None:
         with pytest.raises(PluginStartError, match="cannot reach the model store"):
             await reg.start()
     assert not reg.started
+
+
+async def test_module_level_hooks_run_and_imported_ones_do_not() -> None:
+    from tests.fixture_plugins import module_hooks
+
+    module_hooks.events.clear()
+    registry = PluginRegistry(Settings())
+    registry.load("tests.fixture_plugins.imported_hooks")
+    await registry.start()
+    await registry.stop()
+    assert module_hooks.events == []  # the functions it imported are module_hooks' hooks, not its own
+    registry.load("tests.fixture_plugins.module_hooks")
+    await registry.start()
+    assert module_hooks.events == ["start"]
+    await registry.stop()
+    assert module_hooks.events == ["start", "stop"]

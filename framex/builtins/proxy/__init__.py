@@ -1,0 +1,102 @@
+"""``proxy``: other services' routes under this service's API, and proxy functions.
+
+- Mirrors the routes of each upstream in ``plugins.proxy.upstreams`` (read from its
+  OpenAPI document at start-up) and forwards requests to them as they come.
+- Makes those routes callable with ``call_plugin_api`` by their paths.
+- Serves ``POST /api/v1/proxy/remote`` for the ``@on_proxy`` functions of this process,
+  and calls the ones ``plugins.proxy.proxy_functions`` places on other services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel, Field, ValidationError
+
+from framex.builtins.proxy.client import UpstreamUnavailableError, failure
+from framex.builtins.proxy.config import ProxySettings
+from framex.builtins.proxy.forward import result_of
+from framex.builtins.proxy.state import PLUGIN, state_of
+from framex.calls import get_plugin_config
+from framex.consts import VERSION
+from framex.container import get_container
+from framex.errors import UpstreamError
+from framex.logs import current_request_id
+from framex.plugin.decorators import on_request
+from framex.plugin.metadata import PluginMetadata
+from framex.plugin.proxy import (
+    REMOTE_PATH,
+    ProxyFunction,
+    decode_arguments,
+    decode_result,
+    encode_arguments,
+    encode_result,
+    proxy_function,
+)
+
+__plugin_meta__ = PluginMetadata(
+    name=PLUGIN,
+    version=VERSION,
+    description="Serves upstream services' routes and runs proxy functions on other FrameX services.",
+    author="FrameX",
+    # First to start: the other plugins' on_start may call the upstreams' APIs.
+    priority=1_000_000,
+    config_class=ProxySettings,
+)
+
+
+def _state() -> Any:
+    container = get_container()
+    return state_of(container.registry(), get_plugin_config(PLUGIN, ProxySettings))
+
+
+async def on_start() -> None:
+    """Read the upstreams' OpenAPI documents and mirror their routes."""
+    await _state().start()
+
+
+async def on_stop() -> None:
+    """Stop retrying and close the connection pools."""
+    await _state().stop()
+
+
+class ProxyCall(BaseModel):  # type: ignore[no-redef]  # the pydantic plugin names its __init__ arguments `kwargs` too
+    """A call of an ``@on_proxy`` function of this service."""
+
+    func: str = Field(description="The function's `module.function` name.", max_length=300)
+    arguments: dict[str, Any] = Field(default_factory=dict, alias="kwargs", description="Its arguments, as JSON.")
+
+
+@on_request("/proxy/remote", methods=["POST"], tags=["proxy"])
+async def call_proxy_function(call: ProxyCall) -> Any:
+    """Run an `@on_proxy` function of this service; unknown names are 404."""
+    record = proxy_function(call.func)
+    if record is None:
+        raise HTTPException(404, f"No proxy function `{call.func}` on this service.")
+    try:
+        arguments = decode_arguments(record, call.arguments)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise HTTPException(422, errors) from None
+    return encode_result(record, await record.func(**arguments))
+
+
+async def call_remote_function(url: str, record: ProxyFunction, kwargs: dict[str, Any]) -> Any:
+    """Run ``record`` on the FrameX service at ``url`` and decode its result."""
+    upstream = _state().upstream(url)
+    body = encode_arguments(record, kwargs)
+    headers = [(b"content-type", b"application/json"), *upstream.auth_headers(REMOTE_PATH)]
+    rid = current_request_id()
+    if rid:
+        headers.append((b"x-request-id", rid.encode("latin-1")))
+    what = f"proxy function `{record.name}` on {url}"
+    try:
+        response = await upstream.request("POST", REMOTE_PATH, b"", headers, body)
+        async with response:
+            raw = await response.read()
+    except UpstreamUnavailableError as exc:
+        raise UpstreamError(f"{what}: {exc}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise UpstreamError(f"{what}: {failure(url, exc)}") from exc
+    return decode_result(record, result_of(response.status, raw, what))
