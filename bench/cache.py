@@ -47,11 +47,13 @@ from bench.common import (
     add_load_options,
     apply_profile,
     check_load_options,
+    command_line,
     disturbed,
     machine,
     measure_point,
     num,
     pick_loadgen,
+    print_results,
     source_state,
     timestamp,
     versions,
@@ -254,12 +256,9 @@ def main(argv: list[str] | None = None) -> int:
 
     table = render(points)
     notes = summarize(points, args)
-    print(table)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, notes=notes)
     report = {
-        "command": " ".join(["python -m bench.cache", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.cache", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

@@ -480,6 +480,20 @@ def run_cli(main: Callable[[], int], interrupted: str) -> None:
         raise SystemExit(130) from None
 
 
+def print_results(*blocks: str, notes: Sequence[str] = ()) -> None:
+    """The tables (and other blocks), one blank line apart, then the notes as a list, to stdout."""
+    print("\n\n".join(blocks))
+    if notes:
+        print()
+        for note in notes:
+            print(f"- {note}")
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """How the benchmark was run: ``python -m <module>`` and its arguments."""
+    return " ".join([f"python -m {module}", *(argv if argv is not None else sys.argv[1:])])
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """A minimal environment for a server under test, plus ``extra``.
 

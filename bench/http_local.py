@@ -38,6 +38,7 @@ from bench.common import (
     add_load_options,
     apply_profile,
     check_load_options,
+    command_line,
     disturbed,
     free_port,
     http_get,
@@ -45,6 +46,7 @@ from bench.common import (
     machine,
     measure_point,
     pick_loadgen,
+    print_results,
     render_diagnostics,
     render_table,
     serving,
@@ -243,16 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         measure_all(points, running_apps, measure, args)
 
     table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
-    print(table)
-    print()
-    print(diagnostics)
     notes = summarize(points, args)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, notes=notes)
 
     report = {
-        "command": " ".join(["python -m bench.http_local", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.http_local", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

@@ -46,6 +46,7 @@ from bench.common import (
     add_load_options,
     apply_profile,
     check_load_options,
+    command_line,
     disturbed,
     free_port,
     http_get,
@@ -53,6 +54,7 @@ from bench.common import (
     machine,
     measure_point,
     pick_loadgen,
+    print_results,
     ray_processes,
     render_diagnostics,
     render_table,
@@ -522,19 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         render_startup(rounds),
     )
     notes = summarize(rounds, args, [f"{pid} {cmd[:100]}" for pid, cmd in foreign.items()])
-    print(table)
-    print()
-    print(diagnostics)
-    print()
-    print(roles)
-    print()
-    print(startup)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, roles, startup, notes=notes)
 
     report = {
-        "command": " ".join(["python -m bench.http_ray", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.http_ray", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

@@ -49,10 +49,12 @@ from bench.common import (
     add_load_options,
     apply_profile,
     check_load_options,
+    command_line,
     disturbed,
     machine,
     measure_point,
     pick_loadgen,
+    print_results,
     render_diagnostics,
     render_table,
     source_state,
@@ -289,15 +291,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
     notes = summarize(points, counted, keyed, args)
-    print(table)
-    print()
-    print(diagnostics)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, notes=notes)
 
     report = {
-        "command": " ".join(["python -m bench.production", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.production", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

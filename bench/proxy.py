@@ -40,17 +40,21 @@ from bench.common import (
     Target,
     add_load_options,
     apply_profile,
+    base_env,
     check_load_options,
+    command_line,
     free_port,
     http_get,
     log_tail,
     machine,
     measure_point,
     pick_loadgen,
+    print_results,
     render_diagnostics,
     render_table,
     stop,
     timestamp,
+    uvicorn_command,
     versions,
     wait_for_200,
     write_report,
@@ -99,16 +103,15 @@ def __getattr__(name: str) -> Any:
 
 
 def _uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(ROOT), "--host", HOST, "--port", str(port)]
-    command += ["--log-level", "warning", "--no-access-log"]
     with log.open("wb") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            uvicorn_command(sys.executable, app, ROOT, port), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def serve_pair(upstream_port: int, proxy_port: int, workdir: Path) -> int:
     """The launcher: start the upstream, then the proxy, and stop both on SIGTERM."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
-    env["BENCH_UPSTREAM"] = f"http://{HOST}:{upstream_port}"
+    env = base_env(BENCH_UPSTREAM=f"http://{HOST}:{upstream_port}")
     upstream = _uvicorn("bench.apps.fastapi_app:app", upstream_port, env, workdir / "upstream.log")
     wait_for_200(upstream_port, TRIVIAL, upstream, "upstream", 60.0, lambda: log_tail(workdir / "upstream.log"))
     proxy = _uvicorn("bench.proxy:app", proxy_port, env, workdir / "proxy.log")
@@ -180,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
                 "proxy": Target(proxy_port, launcher.pid, tree=True),
                 "direct": Target(upstream_port, launcher.pid, tree=True),
             }
+            # First, before any client but the proxy has connected to the upstream: its pool.
+            proxied = measure(targets["proxy"], TRIVIAL, max(args.concurrency), args.duration, 0.0)
+            pool = _connections_to(upstream_port)
             for point in points:
                 for run in range(args.runs):
                     order = LABELS if run % 2 == 0 else LABELS[::-1]
                     for key, label in order:
                         measure_point(measure, targets[key], point, key, label, f"run {run + 1}/{args.runs}", args)
-            # The proxy's connections to the upstream, right after a run through it.
-            proxied = measure(targets["proxy"], TRIVIAL, max(args.concurrency), args.duration, 0.0)
-            pool = _connections_to(upstream_port)
         finally:
             stop(launcher)
 
@@ -199,17 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"lowest ratio through proxy / direct {min(ratios):.3f}x {verdict} the {TARGET}x target")
     notes.append(
         f"connection pool: after {proxied.ok + proxied.errors:,} requests through the proxy at concurrency "
-        f"{max(args.concurrency)}, the upstream had {pool['established']} established connection(s) from "
-        f"clients and {pool['time_wait']} in TIME_WAIT (pool size {POOL})"
+        f"{max(args.concurrency)} (before any other client), the upstream had {pool['established']} "
+        f"established connection(s) from it and {pool['time_wait']} closed ones in TIME_WAIT (pool size {POOL}; "
+        "a new connection per request would leave one closed connection per request)"
     )
-    print(table)
-    print()
-    print(diagnostics)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, notes=notes)
     report = {
-        "command": " ".join(["python -m bench.proxy", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.proxy", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {"duration": args.duration, "warmup": args.warmup, "runs": args.runs, "load_generator": loadgen},

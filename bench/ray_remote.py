@@ -35,9 +35,11 @@ from bench.common import (
     RESULTS,
     RETRY_PAUSE,
     apply_profile,
+    command_line,
     disturbed,
     machine,
     num,
+    print_results,
     source_state,
     timestamp,
     versions,
@@ -430,15 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(all_variants, samples)
     table, diagnostics = render_table(all_variants, summary, args.batch), render_diagnostics(all_variants, samples)
     notes = verdicts(summary, samples, args)
-    print(table)
-    print()
-    print(diagnostics)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, notes=notes)
 
     report = {
-        "command": " ".join(["python -m bench.ray_remote", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.ray_remote", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

@@ -41,12 +41,14 @@ from bench.common import (
     add_load_options,
     apply_profile,
     check_load_options,
+    command_line,
     disturbed,
     http_get,
     machine,
     measure_point,
     num,
     pick_loadgen,
+    print_results,
     render_diagnostics,
     render_table,
     source_state,
@@ -245,15 +247,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
     notes = summarize(points, before, after, args)
-    print(table)
-    print()
-    print(diagnostics)
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_results(table, diagnostics, notes=notes)
 
     report = {
-        "command": " ".join(["python -m bench.watchdog", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.watchdog", argv),
         "started": timestamp(started),
         "seconds": round(time.time() - started, 1),
         "settings": {

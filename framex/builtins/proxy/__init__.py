@@ -14,15 +14,12 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import BaseModel, Field, ValidationError
 
-from framex.builtins.proxy.client import UpstreamUnavailableError, failure
 from framex.builtins.proxy.config import ProxySettings
-from framex.builtins.proxy.forward import result_of
+from framex.builtins.proxy.forward import call_upstream
 from framex.builtins.proxy.state import PLUGIN, state_of
 from framex.calls import get_plugin_config
 from framex.consts import VERSION
 from framex.container import get_container
-from framex.errors import UpstreamError
-from framex.logs import current_request_id
 from framex.plugin.decorators import on_request
 from framex.plugin.metadata import PluginMetadata
 from framex.plugin.proxy import (
@@ -85,18 +82,6 @@ async def call_proxy_function(call: ProxyCall) -> Any:
 async def call_remote_function(url: str, record: ProxyFunction, kwargs: dict[str, Any]) -> Any:
     """Run ``record`` on the FrameX service at ``url`` and decode its result."""
     upstream = _state().upstream(url)
-    body = encode_arguments(record, kwargs)
-    headers = [(b"content-type", b"application/json"), *upstream.auth_headers(REMOTE_PATH)]
-    rid = current_request_id()
-    if rid:
-        headers.append((b"x-request-id", rid.encode("latin-1")))
     what = f"proxy function `{record.name}` on {url}"
-    try:
-        response = await upstream.request("POST", REMOTE_PATH, b"", headers, body)
-        async with response:
-            raw = await response.read()
-    except UpstreamUnavailableError as exc:
-        raise UpstreamError(f"{what}: {exc}") from exc
-    except (TimeoutError, OSError) as exc:
-        raise UpstreamError(f"{what}: {failure(url, exc)}") from exc
-    return decode_result(record, result_of(response.status, raw, what))
+    data = await call_upstream(upstream, "POST", REMOTE_PATH, b"", REMOTE_PATH, encode_arguments(record, kwargs), what)
+    return decode_result(record, data)

@@ -188,30 +188,41 @@ def api_caller(upstream: Upstream, operation: Operation) -> Callable[..., Any]:
                 query += [(name, _query_value(v)) for v in value]
             else:
                 query.append((name, _query_value(value)))
-        headers = upstream.auth_headers(operation.path)
-        rid = current_request_id()
-        if rid:
-            headers.append((b"x-request-id", rid.encode("latin-1")))
         data = b""
         if rest:
-            body = next(iter(rest.values())) if len(rest) == 1 else rest
-            data = to_json(to_jsonable_python(body))
-            headers.append((b"content-type", b"application/json"))
+            data = to_json(to_jsonable_python(next(iter(rest.values())) if len(rest) == 1 else rest))
         what = f"`{operation.label}` on {upstream.url}"
-        try:
-            response = await upstream.request(operation.method, path, urlencode(query).encode(), headers, data)
-            if response.content_type == SSE and response.status < 400:
-                return _events(response, what)
-            async with response:
-                raw = await response.read()
-        except UpstreamUnavailableError as exc:
-            raise UpstreamError(f"{what}: {exc}") from exc
-        except (TimeoutError, OSError) as exc:
-            raise UpstreamError(f"{what}: {failure(upstream.url, exc)}") from exc
-        return result_of(response.status, raw, what)
+        query_string = urlencode(query).encode()
+        return await call_upstream(upstream, operation.method, path, query_string, operation.path, data, what)
 
     call.__name__ = call.__qualname__ = f"proxy_{operation.method.lower()}_{operation.path.strip('/')}"
     return call
+
+
+async def call_upstream(
+    upstream: Upstream, method: str, path: str, query: bytes, rule_path: str, json_body: bytes, what: str
+) -> Any:
+    """Call the upstream as a client (not forwarding a request): the key of ``rule_path``,
+    this request's id, a JSON body if any. Returns :func:`result_of` the answer, or an
+    async iterator of the events of a stream; failures raise :class:`UpstreamError`
+    starting with ``what``."""
+    headers = upstream.auth_headers(rule_path)
+    rid = current_request_id()
+    if rid:
+        headers.append((b"x-request-id", rid.encode("latin-1")))
+    if json_body:
+        headers.append((b"content-type", b"application/json"))
+    try:
+        response = await upstream.request(method, path, query, headers, json_body)
+        if response.content_type == SSE and response.status < 400:
+            return _events(response, what)
+        async with response:
+            raw = await response.read()
+    except UpstreamUnavailableError as exc:
+        raise UpstreamError(f"{what}: {exc}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise UpstreamError(f"{what}: {failure(upstream.url, exc)}") from exc
+    return result_of(response.status, raw, what)
 
 
 def _query_value(value: Any) -> str:
