@@ -16,6 +16,7 @@ from framex.config import load_settings
 from framex.container import close_container, create_container, use_container
 from framex.errors import ConfigError
 from framex.http.auth import AuthMiddleware
+from framex.http.limits import BodyLimitMiddleware
 from tests.server import ROOT, framex_server
 
 APP = "https://app.example.com"
@@ -94,8 +95,8 @@ def test_401_is_readable_by_the_allowed_origin(framex_app: FastAPI, framex_clien
     response = framex_client.post("/api/v1/demo/total", json=[1], headers={"Origin": APP})
     assert response.status_code == 401
     assert response.headers["access-control-allow-origin"] == APP
-    # Outermost first: auth is the innermost middleware, so every other one sees its 401s.
-    order = [m.cls for m in framex_app.user_middleware]
+    # Outermost first: only the body limit is inside auth, so every other middleware sees its 401s.
+    order = [m.cls for m in framex_app.user_middleware if m.cls is not BodyLimitMiddleware]
     assert order[-1] is AuthMiddleware and order.index(CORSMiddleware) < order.index(AuthMiddleware)
 
 

@@ -93,3 +93,15 @@ def test_bad_settings_name_what_is_wrong(settings: dict[str, object], message: s
     with pytest.raises(FrameXError, match=message) as failed:
         container.registry().load_configured()
     assert "proxy" in str(failed.value)
+
+
+def test_force_stream_apis_are_passed_on_as_they_come() -> None:
+    with uvicorn_server(PLAIN_APP) as upstream:
+        container = _container(upstream.url, force_stream_apis=["/api/v1/items/*"])
+        with TestClient(container.app()) as client:
+            streamed = client.get("/api/v1/items/1")
+            whole = client.post("/api/v1/items", json={"name": "n", "price": 1})
+        close_container(container)
+    assert streamed.json() == {"item_id": 1, "tags": [], "q": None}
+    assert "content-length" not in streamed.headers  # sent in chunks as read, not measured first
+    assert whole.headers["content-length"] == str(len(whole.content))
