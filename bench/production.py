@@ -4,7 +4,8 @@ Two uvicorn processes serve the same FrameX app (``bench_plugin``, as in
 ``bench.http_local``) with the same flags. ``on`` has API-key auth on every
 ``/api/v1/*`` path (and ``/metrics``), Prometheus metrics, and one access-log line per
 request, set up as ``framex run`` sets logging up (``framex.logs.configure_logging``:
-a queue and a writer thread, into the server's log file). ``off`` has no auth rules,
+a queue and a writer thread, into the server's log file). Both apps freeze the garbage
+collector's view of the start-up objects, as ``framex run`` does. ``off`` has no auth rules,
 metrics off, the access log off, and the same logging set-up. Both get the same request,
 ``Authorization`` header included. A load generator in a third process drives one at a
 time, alternating (the order flips every run); medians of ``--runs`` are reported.
@@ -111,7 +112,9 @@ def build_app(on: bool) -> Any:
     framex.use_container(container)
     # As `framex run` does: the server's stdout and stderr go to its log file.
     configure_logging(container.settings().log)
-    return framex.create_app(container)
+    app = framex.create_app(container)
+    app.state.framex_freeze_gc = True  # as `framex run` does: start-up objects out of full collections
+    return app
 
 
 def __getattr__(name: str) -> Any:

@@ -67,6 +67,8 @@ TRIVIAL = "/api/v1/trivial"
 FULL = {"duration": 5.0, "warmup": 1.0, "runs": 3, "concurrency": [1, 16, 64]}
 QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [8]}
 LABELS = [("proxy", "through proxy"), ("direct", "direct")]
+SATURATING = 16
+"""Connections from which both servers are kept busy: the throughput target applies there."""
 POOL = 100
 """``plugins.proxy.max_connections`` of the proxy under test."""
 
@@ -195,11 +197,19 @@ def main(argv: list[str] | None = None) -> int:
             stop(launcher)
 
     table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
-    ratios = [r for p in points if (r := p.ratio("proxy", "direct")) is not None]
     notes = []
+    # Throughput is compared where the servers are saturated; one connection measures the
+    # latency of two hops against one instead (about 0.5x by construction).
+    ratios = [r for p in points if p.concurrency >= SATURATING and (r := p.ratio("proxy", "direct")) is not None]
     if ratios:
         verdict = "meets" if min(ratios) >= TARGET else "is BELOW"
-        notes.append(f"lowest ratio through proxy / direct {min(ratios):.3f}x {verdict} the {TARGET}x target")
+        notes.append(
+            f"lowest throughput ratio through proxy / direct at concurrency >= {SATURATING}: {min(ratios):.3f}x "
+            f"{verdict} the {TARGET}x target"
+        )
+    for point in points:
+        if point.concurrency < SATURATING and (r := point.ratio("proxy", "direct")) is not None:
+            notes.append(f"concurrency {point.concurrency}: {r:.3f}x (latency-bound: two hops against one)")
     notes.append(
         f"connection pool: after {proxied.ok + proxied.errors:,} requests through the proxy at concurrency "
         f"{max(args.concurrency)} (before any other client), the upstream had {pool['established']} "

@@ -179,13 +179,19 @@ def _serve_request_id() -> str | None:
 IngressDeployment = serve.ingress()(Ingress)
 
 
+MAX_ONGOING_REQUESTS = 100
+"""Requests a replica takes at once unless its options say otherwise."""
+
+
 def deployment_options(*layers: dict[str, Any]) -> dict[str, Any]:
     """Serve deployment options, later layers winning (``ray_actor_options`` merged key by key).
 
     Replicas reserve no CPU unless asked: they route requests and await, while CPU-heavy
-    work belongs in ``@remote`` tasks, which do reserve CPUs.
+    work belongs in ``@remote`` tasks, which do reserve CPUs. For the same reason a
+    replica takes many requests at once: Serve's own default of 5 leaves requests
+    queued in its proxy (with growing back-off) while the replicas sit idle.
     """
-    merged: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
+    merged: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": MAX_ONGOING_REQUESTS}
     for layer in layers:
         deep_merge(merged, layer)
     return merged

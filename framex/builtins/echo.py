@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel
 
 from framex.consts import VERSION
@@ -38,8 +39,10 @@ class EchoPlugin(BasePlugin):
         return f"{message},{model.model_dump()}"
 
     @on_request("/echo_stream", methods=["GET"], stream=True)
-    async def echo_stream(self, message: str, delay: float = 0.0) -> AsyncIterator[dict[str, Any]]:
-        """Stream `message` back one character per event."""
+    async def echo_stream(
+        self, message: str, delay: Annotated[float, Query(ge=0, le=10)] = 0.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream `message` back one character per event, `delay` seconds apart (at most 10)."""
         for char in message:
             yield {"content": char}
             if delay:
