@@ -3,7 +3,8 @@
 ``BENCH_PLUGINS`` lists the plugin modules, comma-separated (default ``bench.apps.bench_plugin``);
 ``BENCH_MAX_WORKERS`` sets the local adapter's thread pool size (default 32) and
 ``BENCH_MAX_PROCESSES`` its process pool size (default: the CPU count). Serve it from a
-directory without ``config/local.yaml`` and with ``FRAMEX_CONFIG`` unset.
+directory without ``config/local.yaml`` and with ``FRAMEX_CONFIG`` unset. Like ``framex
+run``, the app freezes the garbage collector's view of its start-up objects.
 """
 
 import os
@@ -19,3 +20,5 @@ container = framex.create_container(
 )
 framex.use_container(container)
 app = framex.create_app(container)
+# As `framex run` serves it: the start-up objects are kept out of the collector's full passes.
+app.state.framex_freeze_gc = True
