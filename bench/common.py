@@ -296,6 +296,25 @@ class Point:
         }
 
 
+def paired_ratios(point: Point, app: str, base: str) -> list[float]:
+    """``app`` / ``base`` req/s of each run: the two measurements of a run are taken back to
+    back, so load that comes and goes between runs cancels out of each ratio."""
+    mine, theirs = point.runs.get(app, []), point.runs.get(base, [])
+    return [a.rps / b.rps for a, b in zip(mine, theirs, strict=False) if b.rps]
+
+
+def paired_note(point: Point, app: str, base: str) -> str | None:
+    """The note reporting :func:`paired_ratios` of ``point`` (None without runs)."""
+    paired = paired_ratios(point, app, base)
+    if not paired:
+        return None
+    return (
+        f"c={point.concurrency}: median of the {len(paired)} back-to-back {app}/{base} ratios "
+        f"{statistics.median(paired):.3f}x (range {min(paired):.2f}-{max(paired):.2f}; less sensitive "
+        "to load that comes and goes than the ratio of medians)"
+    )
+
+
 def disturbed(other_cpu: float | None) -> bool:
     """Whether other processes used enough CPU (cores) during a measurement to skew it."""
     return (other_cpu or 0.0) > OTHER_LOAD_LIMIT

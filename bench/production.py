@@ -54,6 +54,7 @@ from bench.common import (
     disturbed,
     machine,
     measure_point,
+    paired_note,
     pick_loadgen,
     print_results,
     render_diagnostics,
@@ -225,6 +226,7 @@ def summarize(points: list[Point], counted: dict[str, float], keyed: bool, args:
     if ratios:
         verdict = "meets" if min(ratios) >= TARGET else "is BELOW"
         notes.append(f"lowest ratio on/off {min(ratios):.3f}x {verdict} the {TARGET}x target")
+    notes += [note for p in points if (note := paired_note(p, "on", "off")) is not None]
     if not keyed:
         notes.append("the Python load generator sends no headers: auth guarded /metrics only, not the route")
     notes.append(

@@ -25,7 +25,6 @@ import contextlib
 import functools
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -47,6 +46,8 @@ from bench.common import (
     machine,
     measure_point,
     num,
+    paired_note,
+    paired_ratios,
     pick_loadgen,
     print_results,
     render_diagnostics,
@@ -161,12 +162,6 @@ def measure_all(points: list[Point], servers: dict[str, Server], measure: Measur
                 measure_point(measure, target, point, spec.key, spec.label, f"run {run + 1}/{args.runs}", args)
 
 
-def paired_ratios(point: Point) -> list[float]:
-    """On/off req/s of each round: the two measurements of a round are taken back to back."""
-    on, off = point.runs.get("on", []), point.runs.get("off", [])
-    return [a.rps / b.rps for a, b in zip(on, off, strict=False) if b.rps]
-
-
 def summarize(
     points: list[Point], before: dict[str, Any], after: dict[str, Any], args: argparse.Namespace
 ) -> list[str]:
@@ -175,14 +170,7 @@ def summarize(
     if ratios:
         verdict = "meets" if min(ratios) >= TARGET else "is BELOW"
         notes.append(f"lowest ratio on/off {min(ratios):.3f}x {verdict} the {TARGET}x target")
-    for p in points:
-        paired = paired_ratios(p)
-        if paired:
-            notes.append(
-                f"c={p.concurrency}: median of the {len(paired)} back-to-back on/off ratios "
-                f"{statistics.median(paired):.3f}x (range {min(paired):.2f}-{max(paired):.2f}; less sensitive "
-                "to load that comes and goes than the ratio of medians)"
-            )
+    notes += [note for p in points if (note := paired_note(p, "on", "off")) is not None]
     seconds = after["at"] - before["at"]
     cpu = (
         after["thread_cpu_s"] - before["thread_cpu_s"]
@@ -269,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions("framex", "fastapi", "starlette", "uvicorn", "pydantic", "uvloop", "httptools", "h11"),
         "notes": notes,
         "watchdog": {"before": before, "after": after},
-        "points": [{**p.to_dict("on", "off"), "paired_ratios": paired_ratios(p)} for p in points],
+        "points": [{**p.to_dict("on", "off"), "paired_ratios": paired_ratios(p, "on", "off")} for p in points],
         "table": table,
     }
     write_report(args.output, report)
