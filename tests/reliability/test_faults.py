@@ -10,6 +10,7 @@ locally and on Ray Serve), and under load in test_load.py (every 50th request).
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -64,9 +65,9 @@ async def test_process_worker_death_while_other_calls_run(local_service: Service
                 assert_500_envelope(answer)
         if any(a.status_code == 500 for a in answers[:3] + answers[4:]):
             # Python's process pool fails every call in flight with the dying worker; the error says so.
-            assert "`work` did not finish: the worker process running it died, or another worker of the pool did" in (
-                local_service.log.text()
-            )
+            # The log is written by a thread of the server: wait for the line, do not race it.
+            said = "`work` did not finish: the worker process running it died, or another worker of the pool did"
+            assert local_service.log.wait_for(re.escape(said), 1), local_service.log.text()[-3000:]
         after = await asyncio.gather(*(client.get("/api/v1/faulty/work", params={"x": x}) for x in range(4)))
         assert [a.status_code for a in after] == [200] * 4
 
