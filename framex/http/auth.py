@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,6 +29,7 @@ WRONG_KEY_MESSAGE = "Invalid API key."
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 Digests = tuple[bytes, ...]
+T = TypeVar("T")
 
 
 def _digest(key: bytes) -> bytes:
@@ -36,18 +37,35 @@ def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
 
 
-def compile_rules(rules: Mapping[str, Sequence[str]]) -> tuple[dict[str, Digests], tuple[tuple[str, Digests], ...]]:
-    """Exact paths as a dict, and wildcard prefixes longest first (so the first match wins)."""
-    exact: dict[str, Digests] = {}
-    prefixes: list[tuple[str, Digests]] = []
-    for path, keys in rules.items():
-        digests = tuple(_digest(key.encode("ascii")) for key in keys)
+def rule_table(rules: Mapping[str, T]) -> tuple[dict[str, T], tuple[tuple[str, T], ...]]:
+    """Path rules (an exact path, or a prefix ending in ``*``) as a lookup table: the exact
+    paths as a dict, the prefixes longest first (so the first match wins)."""
+    exact: dict[str, T] = {}
+    prefixes: list[tuple[str, T]] = []
+    for path, value in rules.items():
         if path.endswith("*"):
-            prefixes.append((path[:-1], digests))
+            prefixes.append((path[:-1], value))
         else:
-            exact[path] = digests
+            exact[path] = value
     prefixes.sort(key=lambda rule: len(rule[0]), reverse=True)
     return exact, tuple(prefixes)
+
+
+def match_rule(table: tuple[dict[str, T], tuple[tuple[str, T], ...]], path: str) -> T | None:
+    """The value of the rule ``path`` falls under: the exact rule, else the longest prefix."""
+    exact, prefixes = table
+    found = exact.get(path)
+    if found is not None:
+        return found
+    for prefix, value in prefixes:
+        if path.startswith(prefix):
+            return value
+    return None
+
+
+def compile_rules(rules: Mapping[str, Sequence[str]]) -> tuple[dict[str, Digests], tuple[tuple[str, Digests], ...]]:
+    """:func:`rule_table` of the keys' digests."""
+    return rule_table({path: tuple(_digest(key.encode("ascii")) for key in keys) for path, keys in rules.items()})
 
 
 def route_path(scope: Scope) -> str:

@@ -84,7 +84,6 @@ class Upstream:
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.encode("latin-1")  # a base URL may have a path
         self._pools: dict[asyncio.AbstractEventLoop, Pool] = {}
-        self._keys: dict[str, list[tuple[bytes, bytes]]] = {}
 
     def pool(self) -> Pool:
         """The connection pool of the running event loop."""
@@ -104,13 +103,8 @@ class Upstream:
 
     def auth_headers(self, path: str) -> list[tuple[bytes, bytes]]:
         """``Authorization`` with the key the rules give ``path``, if any."""
-        found = self._keys.get(path)
-        if found is None:
-            key = self.rules.key_for(path)
-            found = [(b"authorization", key.encode("latin-1"))] if key is not None else []
-            if len(self._keys) < 10_000:  # paths with parameters are many: keep the cache bounded
-                self._keys[path] = found
-        return list(found)
+        key = self.rules.key_for(path)
+        return [(b"authorization", key.encode("latin-1"))] if key is not None else []
 
     async def request(
         self,

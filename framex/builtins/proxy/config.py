@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from framex.http.auth import match_rule, rule_table
 
 
 def matches(rules: list[str], path: str) -> bool:
@@ -69,14 +72,12 @@ class UpstreamSettings(BaseModel):
 
     def key_for(self, path: str) -> str | None:
         """The key to send for ``path``: an exact rule, else the longest matching prefix."""
-        exact = self.auth.get(path)
-        if exact is not None:
-            return exact.get_secret_value()
-        best: tuple[int, SecretStr] | None = None
-        for rule, key in self.auth.items():
-            if rule.endswith("*") and path.startswith(rule[:-1]) and (best is None or len(rule) > best[0]):
-                best = (len(rule), key)
-        return best[1].get_secret_value() if best else None
+        key = match_rule(self._keys, path)
+        return key.get_secret_value() if key is not None else None
+
+    @cached_property
+    def _keys(self) -> tuple[dict[str, SecretStr], tuple[tuple[str, SecretStr], ...]]:
+        return rule_table(self.auth)
 
 
 class ProxySettings(BaseModel):
@@ -131,8 +132,3 @@ class ProxySettings(BaseModel):
             if name in names:
                 return url
         return None
-
-    def key_for(self, url: str, path: str) -> str | None:
-        """The key for ``path`` on the upstream at ``url`` (None without a rule)."""
-        upstream = self.upstreams.get(url)
-        return upstream.key_for(path) if upstream is not None else None

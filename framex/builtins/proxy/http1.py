@@ -179,13 +179,6 @@ class Response:
         while not self.head_received:
             await self._wait()
 
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of a header (``name`` in lower case)."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
     def _take(self) -> bytes:
         data = b"".join(self.chunks)
         self.chunks.clear()

@@ -30,7 +30,6 @@ class Operation:
     spec: dict[str, Any]
     params: list[Param] = field(default_factory=list)
     has_body: bool = False
-    json_body: bool = False
     stream: bool = False
 
     @property
@@ -86,7 +85,6 @@ def operations(doc: Any, rules: UpstreamSettings, force_stream: list[str]) -> li
                     spec=spec,
                     params=params,
                     has_body=bool(content),
-                    json_body="application/json" in content,
                     stream=_streams(spec) or matches(force_stream, path),
                 )
             )

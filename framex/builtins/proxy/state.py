@@ -41,7 +41,6 @@ class ProxyState:
         self.registry = registry
         self.settings = settings
         self.upstreams = {url: Upstream(url, rules, settings) for url, rules in settings.upstreams.items()}
-        self.mirrored: dict[str, list[Operation]] = {}
         self._retries: set[asyncio.Task[None]] = set()
 
     def upstream(self, url: str) -> Upstream:
@@ -123,7 +122,7 @@ class ProxyState:
             logger.error("proxy: upstream %s: %s", upstream.url, exc)
             return
         components = schemas(doc)
-        mirrored = self.mirrored.setdefault(upstream.url, [])
+        mirrored = 0
         for op in found:
             if self.registry.serves(op.method, op.path):
                 logger.warning(
@@ -131,8 +130,8 @@ class ProxyState:
                 )
                 continue
             self.registry.add_external_api(_external_api(upstream, op, components))
-            mirrored.append(op)
-        logger.info("proxy: mirroring %d route(s) of %s", len(mirrored), upstream.url)
+            mirrored += 1
+        logger.info("proxy: mirroring %d route(s) of %s", mirrored, upstream.url)
 
 
 def _signature(op: Operation) -> inspect.Signature:
