@@ -30,7 +30,7 @@ from urllib.parse import quote
 from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_jsonable_python
 from starlette.background import BackgroundTasks
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -40,7 +40,7 @@ from starlette.responses import Response
 from framex.config import CacheSettings
 from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
-from framex.http.envelope import envelope_response
+from framex.http.envelope import envelope_response, result_response
 from framex.http.errors import internal_error
 from framex.plugin.loader import PluginApi
 
@@ -521,12 +521,8 @@ def cached_endpoint(
             result = await invoke(api, kwargs)
         finally:
             deactivate(token)
-        if isinstance(result, Response):
-            return result
         try:
-            if raw:
-                return Response(to_json(result), status_code=status, media_type="application/json")
-            return envelope_response(result, status=status)
+            return result_response(result, raw, status)
         except Exception as exc:
             raise _UnserializableError from exc
 

@@ -73,6 +73,16 @@ def envelope_response(
     )
 
 
+def result_response(result: Any, raw: bool, status: int = 200) -> Response:
+    """A handler's result as its response: a ``Response`` as it is, else JSON, enveloped
+    unless ``raw``. Raises when the result cannot be serialized."""
+    if isinstance(result, Response):
+        return result
+    if raw:
+        return Response(to_json(result), status_code=status, media_type="application/json")
+    return envelope_response(result, status=status)
+
+
 def envelope_model(data_type: Any) -> Any:
     """``Envelope[data_type]`` for the OpenAPI document, or ``Envelope[Any]`` if pydantic can't."""
     try:

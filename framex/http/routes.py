@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -16,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
 from framex.http.cache import cached_endpoint
-from framex.http.envelope import ValidationErrorEnvelope, envelope_model, envelope_response
+from framex.http.envelope import ValidationErrorEnvelope, envelope_model, result_response
 from framex.http.errors import internal_error, request_id, request_id_headers
 from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
 from framex.plugin.loader import PluginApi
@@ -143,12 +142,8 @@ def _endpoint(container: Container, api: PluginApi, own_request: str | None = No
             return internal_error(request, label, exc)
         finally:
             deactivate(token)
-        if isinstance(result, Response):
-            return result
         try:
-            if raw:
-                return Response(to_json(result), status_code=status, media_type="application/json")
-            return envelope_response(result, status=status)
+            return result_response(result, raw, status)
         except Exception as exc:
             return internal_error(request, f"{label} (serializing its result)", exc)
 
