@@ -45,15 +45,17 @@ from bench.common import (
     Measure,
     Point,
     add_load_options,
+    add_server_options,
     apply_profile,
     check_load_options,
     command_line,
-    disturbed,
     machine,
     measure_point,
+    measurement_notes,
     num,
     pick_loadgen,
     print_results,
+    run_cli,
     source_state,
     timestamp,
     versions,
@@ -191,14 +193,7 @@ def summarize(points: list[Point], args: argparse.Namespace) -> list[str]:
         f"the handler awaits {args.ms} ms, so one connection gets at most {1000 / args.ms:,.0f} req/s from it; "
         "a hit is bound by the server's CPU instead"
     ]
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core even after "
-            f"{args.retries} retries: rerun on a quiet machine"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200")
+    notes += measurement_notes(points, args.retries)
     return notes
 
 
@@ -217,8 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_load_options(parser, FULL, DEFAULT_OUTPUT)
     parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections {FULL['concurrency']}")
     parser.add_argument("--ms", type=int, default=50, help="how long the handler takes, ms (50)")
-    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop")
-    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http")
+    add_server_options(parser, pool=False)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
     check_load_options(parser, args, args.concurrency)
@@ -283,8 +277,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; the server was stopped")

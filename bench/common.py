@@ -196,18 +196,11 @@ def run_python_loadgen(target: Target, path: str, concurrency: int, duration: fl
     return LoadResult.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _wrk(target: Target, path: str, concurrency: int, seconds: int) -> dict[str, Any]:
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{concurrency}",
-        f"-d{seconds}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(WRK_SCRIPT),
-        f"http://{HOST}:{target.port}{path}",
-    ]
+def _wrk(target: Target, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s"]
+    for header in headers:
+        command += ["-H", header]
+    command += ["-s", str(WRK_SCRIPT), f"http://{HOST}:{target.port}{path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     report = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not report:
@@ -216,12 +209,15 @@ def _wrk(target: Target, path: str, concurrency: int, seconds: int) -> dict[str,
     return summary
 
 
-def run_wrk(target: Target, path: str, concurrency: int, duration: float, warmup: float) -> LoadResult:
-    """Measure with wrk (one thread; wrk takes whole seconds, so both times are rounded up)."""
+def run_wrk(
+    target: Target, path: str, concurrency: int, duration: float, warmup: float, headers: Sequence[str] = ()
+) -> LoadResult:
+    """Measure with wrk (one thread; wrk takes whole seconds, so both times are rounded up),
+    sending ``headers`` (``"Name: value"``) with every request."""
     if warmup > 0:
-        _wrk(target, path, concurrency, max(1, round(warmup)))
+        _wrk(target, path, concurrency, max(1, round(warmup)), headers)
     before = usage(target.pid, _children_cpu_seconds, target.tree)
-    summary = _wrk(target, path, concurrency, max(1, round(duration)))
+    summary = _wrk(target, path, concurrency, max(1, round(duration)), headers)
     after = usage(target.pid, _children_cpu_seconds, target.tree)
     status_errors = int(summary["status_errors"])
     return LoadResult(
@@ -294,6 +290,28 @@ class Point:
                 for key, results in self.runs.items()
             },
         }
+
+
+def measurement_notes(points: Sequence[Point], retries: int) -> list[str]:
+    """The notes every HTTP benchmark ends with: measurements kept although disturbed, errors."""
+    notes: list[str] = []
+    kept = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
+    if kept:
+        notes.append(
+            f"{kept} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core even after "
+            f"{retries} retries: compare server µs/request, or rerun on a quiet machine"
+        )
+    if any(p.errors(app) for p in points for app in p.runs):
+        notes.append("some responses were not 200 (see the errors column)")
+    return notes
+
+
+def add_server_options(parser: argparse.ArgumentParser, pool: bool = True) -> None:
+    """``--loop`` and ``--http`` of uvicorn (and ``--max-workers``, the thread pool) for every server."""
+    if pool:
+        parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of the servers (32)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http")
 
 
 def paired_ratios(point: Point, app: str, base: str) -> list[float]:

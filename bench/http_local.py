@@ -36,19 +36,21 @@ from bench.common import (
     Point,
     Target,
     add_load_options,
+    add_server_options,
     apply_profile,
     check_load_options,
     command_line,
-    disturbed,
     free_port,
     http_get,
     log_tail,
     machine,
     measure_point,
+    measurement_notes,
     pick_loadgen,
     print_results,
     render_diagnostics,
     render_table,
+    run_cli,
     serving,
     timestamp,
     uvicorn_command,
@@ -177,14 +179,7 @@ def summarize(points: list[Point], args: argparse.Namespace) -> list[str]:
         notes.append(
             f"blocking: pool ceiling {args.max_workers} workers / {args.blocking_ms} ms = {ceiling:,.0f} req/s"
         )
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core "
-            f"even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200 (see the errors column)")
+    notes += measurement_notes(points, args.retries)
     return notes
 
 
@@ -206,8 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--blocking-ms", type=int, default=50, help="how long each blocking job sleeps (50)")
     parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of both apps (32)")
     parser.add_argument("--scenarios", nargs="+", choices=["trivial", "blocking"], default=["trivial", "blocking"])
-    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop (both)")
-    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http (both)")
+    add_server_options(parser, pool=False)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
     check_load_options(parser, args, [*args.concurrency, *args.blocking_concurrency])
@@ -274,8 +268,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; the servers were stopped")

@@ -47,17 +47,18 @@ from bench.common import (
     apply_profile,
     check_load_options,
     command_line,
-    disturbed,
     free_port,
     http_get,
     log_tail,
     machine,
     measure_point,
+    measurement_notes,
     pick_loadgen,
     print_results,
     ray_processes,
     render_diagnostics,
     render_table,
+    run_cli,
     session_processes,
     source_state,
     stop_session,
@@ -425,14 +426,7 @@ def summarize(rounds: Rounds, args: argparse.Namespace, foreign: list[str]) -> l
     sizes = {key: set(v) for key, v in rounds.body_bytes.items()}
     if len({frozenset(s) for s in sizes.values()}) > 1:
         notes.append(f"trivial bodies differ in size: {sizes}")
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core "
-            f"even after {args.retries} retries: rerun on a quiet machine before trusting small differences"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200 (see the errors column)")
+    notes += measurement_notes(points, args.retries)
     for key, killed in rounds.killed.items():
         if killed:
             notes.append(f"{key}: {len(killed)} process(es) outlived the server and were killed")
@@ -573,8 +567,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; the servers were stopped")

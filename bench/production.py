@@ -31,8 +31,6 @@ import http.client
 import json
 import os
 import re
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,29 +41,31 @@ from bench.common import (
     HOST,
     OTHER_LOAD_LIMIT,
     RESULTS,
-    WRK_SCRIPT,
     Measure,
     Point,
     Target,
     add_load_options,
+    add_server_options,
     apply_profile,
     check_load_options,
     command_line,
-    disturbed,
     machine,
     measure_point,
+    measurement_notes,
     paired_note,
     pick_loadgen,
     print_results,
     render_diagnostics,
     render_table,
+    run_cli,
+    run_wrk,
     source_state,
     timestamp,
     versions,
     write_report,
 )
 from bench.http_local import AppSpec, Server, ServerOptions, resolved_server_stack, running
-from bench.loadgen import LoadResult, cpu_shares, usage
+from bench.loadgen import LoadResult
 
 DEFAULT_OUTPUT = RESULTS / "production.json"
 TARGET = 0.9
@@ -143,38 +143,7 @@ def get(port: int, path: str, key: bool = True) -> tuple[int, bytes]:
 
 def wrk_with_key(target: Target, path: str, concurrency: int, duration: float, warmup: float) -> LoadResult:
     """``bench.common.run_wrk`` with the ``Authorization`` header on every request."""
-
-    def wrk(seconds: int) -> dict[str, Any]:
-        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s"]
-        command += ["-H", f"Authorization: {AUTH_HEADER}", "-s", str(WRK_SCRIPT), f"http://{HOST}:{target.port}{path}"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
-        report = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not report:
-            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        summary: dict[str, Any] = json.loads(report[-1])
-        return summary
-
-    def wrk_cpu_seconds() -> float:
-        finished = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return finished.ru_utime + finished.ru_stime
-
-    if warmup > 0:
-        wrk(max(1, round(warmup)))
-    before = usage(target.pid, wrk_cpu_seconds)
-    summary = wrk(max(1, round(duration)))
-    after = usage(target.pid, wrk_cpu_seconds)
-    status_errors = int(summary["status_errors"])
-    return LoadResult(
-        generator="wrk",
-        concurrency=concurrency,
-        seconds=summary["duration_us"] / 1e6,
-        ok=int(summary["requests"]) - status_errors,
-        errors=status_errors + int(summary["socket_errors"]),
-        p50_ms=summary["p50_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        max_ms=summary["max_us"] / 1000,
-        **cpu_shares(before, after),
-    )
+    return run_wrk(target, path, concurrency, duration, warmup, headers=[f"Authorization: {AUTH_HEADER}"])
 
 
 def check(servers: dict[str, Server], keyed: bool) -> None:
@@ -233,14 +202,7 @@ def summarize(points: list[Point], counted: dict[str, float], keyed: bool, args:
         f"on server: {counted['metrics']:,.0f} trivial requests counted in its metrics, "
         f"{counted['lines']:,} access lines written to its log (warm-ups and checks included)"
     )
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core even after "
-            f"{args.retries} retries: compare server µs/request, or rerun on a quiet machine"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200 (see the errors column)")
+    notes += measurement_notes(points, args.retries)
     return notes
 
 
@@ -252,9 +214,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_load_options(parser, FULL, DEFAULT_OUTPUT)
     parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections {FULL['concurrency']}")
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="the on server's log.format")
-    parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of both servers (32)")
-    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop (both)")
-    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http (both)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
     check_load_options(parser, args, args.concurrency)
@@ -329,8 +289,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; the servers were stopped")

@@ -40,6 +40,7 @@ from bench.common import (
     machine,
     num,
     print_results,
+    run_cli,
     source_state,
     timestamp,
     versions,
@@ -464,8 +465,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; Ray was shut down", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; Ray was shut down")

@@ -45,6 +45,7 @@ from bench.common import (
     disturbed,
     machine,
     num,
+    run_cli,
     source_state,
     timestamp,
     versions,
@@ -835,8 +836,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; pools and Ray were shut down", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; pools and Ray were shut down")

@@ -38,13 +38,14 @@ from bench.common import (
     Measure,
     Point,
     add_load_options,
+    add_server_options,
     apply_profile,
     check_load_options,
     command_line,
-    disturbed,
     http_get,
     machine,
     measure_point,
+    measurement_notes,
     num,
     paired_note,
     paired_ratios,
@@ -52,6 +53,7 @@ from bench.common import (
     print_results,
     render_diagnostics,
     render_table,
+    run_cli,
     source_state,
     timestamp,
     versions,
@@ -183,14 +185,7 @@ def summarize(
         f"{after['idle_lags'] - before['idle_lags']} late answer(s) while idle; its thread used "
         f"{num(cpu, '.3f')} CPU s ({num(cpu / seconds * 100 if cpu is not None else None, '.3f')}% of a core)"
     )
-    kept_disturbed = sum(1 for p in points for rs in p.runs.values() for r in rs if disturbed(r.other_cpu))
-    if kept_disturbed:
-        notes.append(
-            f"{kept_disturbed} measurement(s) ran while other processes used > {OTHER_LOAD_LIMIT} core even after "
-            f"{args.retries} retries: compare server µs/request, or rerun on a quiet machine"
-        )
-    if any(p.errors(app) for p in points for app in p.runs):
-        notes.append("some responses were not 200 (see the errors column)")
+    notes += measurement_notes(points, args.retries)
     return notes
 
 
@@ -201,9 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_load_options(parser, FULL, DEFAULT_OUTPUT)
     parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections {FULL['concurrency']}")
-    parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of both servers (32)")
-    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="uvicorn --loop (both)")
-    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="uvicorn --http (both)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
     check_load_options(parser, args, args.concurrency)
@@ -265,8 +258,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_cli(main, "interrupted; the servers were stopped")
