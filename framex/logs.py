@@ -186,22 +186,29 @@ class QueueingHandler(logging.Handler):
             return
         self._records.put(line)
 
-    def emit_fields(self, level: int, name: str, message: str, fields: Mapping[str, Any]) -> None:
-        """Queue the line a record of logger ``name`` would give, without making the record.
+    def format_fields(
+        self, level: int, name: str, message: str, fields: Mapping[str, Any], created: float
+    ) -> str | None:
+        """The line a record of logger ``name`` with these attributes would give, made at
+        ``created`` (None if formatting failed: reported as a record would be).
 
-        For when this handler alone would get the record (:func:`sole_handler`): making
-        a record costs more than formatting and queueing its line.
+        For :meth:`queue_lines`: when this handler alone would get the records
+        (:func:`sole_handler`), making them costs more than formatting their lines.
         """
-        if self._records.qsize() >= self.max_queued:
-            self.dropped += 1
-            return
         formatter: Any = self.formatter
         try:
-            line = formatter.format_fields(time.time(), logging.getLevelName(level), name, message, fields)
+            line: str = formatter.format_fields(created, logging.getLevelName(level), name, message, fields)
         except Exception:
             self.handleError(logging.makeLogRecord({"name": name, "levelno": level, "msg": message}))
+            return None
+        return line
+
+    def queue_lines(self, lines: list[str]) -> None:
+        """Queue lines made by :meth:`format_fields` for the writer, as one item."""
+        if self._records.qsize() >= self.max_queued:
+            self.dropped += len(lines)
             return
-        self._records.put(line)
+        self._records.put("\n".join(lines))
 
     @property
     def formats_alone(self) -> bool:
@@ -279,7 +286,8 @@ def sole_handler(logger: logging.Logger, level: int) -> QueueingHandler | None:
     would see or change those records (no other handler, no logger filter, no custom
     record factory); else None.
 
-    Then its :meth:`QueueingHandler.emit_fields` writes what logging would, for less:
+    Then its :meth:`QueueingHandler.format_fields` and :meth:`~QueueingHandler.queue_lines`
+    write what logging would, for less:
     the access log takes this path under ``framex run``.
     """
     # Called per request: plain attribute reads only.

@@ -150,7 +150,7 @@ def test_configure_logging_installs_one_root_handler(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_emit_fields_writes_the_line_the_record_would(fmt: str) -> None:
+def test_formatted_fields_are_the_line_the_record_would_give(fmt: str) -> None:
     stream = io.StringIO()
     handler = QueueingHandler(stream)
     handler.setFormatter(formatter(fmt))
@@ -159,17 +159,22 @@ def test_emit_fields_writes_the_line_the_record_would(fmt: str) -> None:
     made = logging.LogRecord("framex.access", logging.INFO, "", 0, "GET /x/{id} 200", (), None)
     made.__dict__.update(fields)
     handler.handle(made)
-    handler.emit_fields(logging.INFO, "framex.access", "GET /x/{id} 200", fields)
+    lines = [
+        handler.format_fields(logging.INFO, "framex.access", "GET /x/{id} 200", fields, created)
+        for created in (made.created, made.created - 3600)
+    ]
+    handler.queue_lines([line for line in lines if line is not None])
     handler.flush()
     handler.close()
-    from_record, direct = stream.getvalue().splitlines()
+    from_record, direct, earlier = stream.getvalue().splitlines()
     if fmt == "text":
-        assert from_record == direct == "INFO framex.access [r-1]: GET /x/{id} 200"
+        assert from_record == direct == earlier == "INFO framex.access [r-1]: GET /x/{id} 200"
     else:
-        first, second = json.loads(from_record), json.loads(direct)
-        assert first.pop("time")[:16] == second.pop("time")[:16]  # made a moment apart
+        first, second, third = json.loads(from_record), json.loads(direct), json.loads(earlier)
         assert first == second
-        assert list(first) == ["level", "logger", "message", "request_id", "client", "route", "status"]
+        assert list(first) == ["time", "level", "logger", "message", "request_id", "client", "route", "status"]
+        # The time given, not the time of writing.
+        assert int(first["time"][11:13]) == (int(third["time"][11:13]) + 1) % 24
 
 
 def test_sole_handler_is_the_queueing_handler_when_nothing_else_sees_the_records(

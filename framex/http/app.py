@@ -51,6 +51,10 @@ def build_app(container: Container) -> FastAPI:
             app.state.framex_watchdog = watchdog
             yield
         finally:
+            # Served requests not yet counted and logged (the server has finished serving).
+            observability = getattr(app.state, "framex_observability", None)
+            if observability is not None:
+                observability.record()
             if watchdog is not None:
                 watchdog.stop()
             await registry.stop()

@@ -1,8 +1,13 @@
 """Access control: API keys required by request path (``auth.rules``).
 
 A pure ASGI middleware, installed only when there are rules. Per request it costs one
-dict lookup plus a ``startswith`` per wildcard rule; a protected path adds a header scan,
-one SHA-256 and a constant-time comparison per accepted key.
+dict lookup plus a ``startswith`` per wildcard rule; a protected path adds a header scan
+and the key check. A key is checked by its SHA-256 digest against every accepted key's,
+in constant time. A key that passed is remembered (a dict from the key to the rules it
+passed), so the next requests with it skip the digest: looking a wrong key up in that
+dict compares hashes keyed with the process's secret seed, so its timing says nothing
+about how close the key came to a valid one, and only keys that passed are stored, so
+clients cannot grow it.
 """
 
 from __future__ import annotations
@@ -104,20 +109,28 @@ def _accepted(key: bytes, digests: Digests) -> bool:
     return accepted
 
 
+MAX_REMEMBERED = 1024
+"""Accepted keys remembered at most (there are as many as configured, unless the rules change)."""
+
+
 class AuthMiddleware:
     """Refuse requests to protected paths (401, enveloped) unless they carry an accepted key."""
 
     def __init__(self, app: ASGIApp, rules: Mapping[str, Sequence[str]]) -> None:
         self.app = app
         self.exact, self.prefixes = compile_rules(rules)
+        self._passed: dict[bytes, set[Digests]] = {}
+        """Keys that passed a check, with the rules' digests they passed (see the module docstring)."""
 
     # Not `async def`: passing a request on returns the app's awaitable, which saves a
-    # coroutine frame per request.
+    # coroutine frame per request. The common case is inline: it runs on every request.
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             return self.app(scope, receive, send)
-        path = route_path(scope)
+        path: str = scope["path"]
+        if scope.get("root_path"):
+            path = route_path(scope)
         digests = self.exact.get(path)
         if digests is None:
             for prefix, prefix_digests in self.prefixes:
@@ -127,9 +140,23 @@ class AuthMiddleware:
             else:
                 return self.app(scope, receive, send)  # no rule: public
         key = _presented_key(scope)
-        if key is not None and _accepted(key, digests):
+        if key is None:
+            return self._refuse(scope, receive, send, missing=True)
+        passed = self._passed.get(key)
+        if passed is not None and digests in passed:
             return self.app(scope, receive, send)
-        return self._refuse(scope, receive, send, missing=key is None)
+        if _accepted(key, digests):
+            self._remember(key, digests)
+            return self.app(scope, receive, send)
+        return self._refuse(scope, receive, send, missing=False)
+
+    def _remember(self, key: bytes, digests: Digests) -> None:
+        passed = self._passed.get(key)
+        if passed is None:
+            if len(self._passed) >= MAX_REMEMBERED:
+                return
+            passed = self._passed[key] = set()
+        passed.add(digests)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, missing: bool) -> None:
         # The path and the reason only: the presented key never reaches a log or a response.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -90,6 +90,8 @@ class Metrics:
         self._requests: dict[tuple[str, str, int], _Requests] = {}
         self._durations: dict[tuple[str, str], _Histogram] = {}
         self._calls: dict[tuple[Any, str], _Calls] = {}
+        self.before_collect: Callable[[], None] | None = None
+        """Called before the series are read (the HTTP middleware records finished requests)."""
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self, app))
         ProcessCollector(registry=self.registry)
@@ -130,6 +132,8 @@ class Metrics:
 
     def families(self) -> Iterator[Metric]:
         """The HTTP and ``@remote`` series, from the numbers counted so far."""
+        if self.before_collect is not None:
+            self.before_collect()
         requests = CounterMetricFamily(
             "framex_http_requests", "HTTP requests served.", labels=["method", "route", "status"]
         )

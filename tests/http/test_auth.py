@@ -90,6 +90,17 @@ def test_longest_wildcard_prefix_wins(framex_client: TestClient) -> None:
     assert status(framex_client, "/api/v1/demo") == 401
 
 
+def test_a_key_that_passed_one_rule_is_checked_again_under_another(framex_client: TestClient) -> None:
+    # Accepted keys are remembered with the rule they passed: twice, so the second round
+    # runs with both keys remembered.
+    for _ in range(2):
+        assert status(framex_client, "/api/v1/greeter/hello", API_KEY) == 200
+        assert status(framex_client, "/api/v1/demo/double_21", API_KEY) == 401
+        assert status(framex_client, "/api/v1/demo/double_21", DEMO_KEY) == 200
+        assert status(framex_client, "/api/v1/greeter/hello", DEMO_KEY) == 401
+        assert status(framex_client, "/api/v1/demo/double_21") == 401
+
+
 def test_unmatched_paths_stay_public(framex_client: TestClient) -> None:
     assert framex_client.get("/health").text == "ok"
     assert status(framex_client, "/version") == 200

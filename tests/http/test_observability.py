@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from starlette.routing import Route
 import framex
 from framex.container import Container, close_container
 from framex.errors import ConfigError
+from framex.http import observability
 from framex.logs import RequestIdFilter
 from framex.remote import _observers as remote_observers
 from framex.testing import RecordingAdapter
@@ -75,6 +77,14 @@ def label_sets(text: str, name: str) -> list[dict[str, str]]:
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "framex.access"]
+
+
+def wait_for_access_records(caplog: pytest.LogCaptureFixture, count: int) -> list[logging.LogRecord]:
+    """The access records once there are ``count`` (requests are recorded in passes while serving)."""
+    deadline = time.monotonic() + 5
+    while len(records := access_records(caplog)) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return records
 
 
 # -- metrics ------------------------------------------------------------------------
@@ -327,9 +337,14 @@ def test_log_records_in_remote_thread_jobs_carry_the_request_id(framex_client: T
 def test_one_access_line_per_request_with_its_fields(
     framex_client: TestClient, access_log: pytest.LogCaptureFixture
 ) -> None:
+    before = time.time()
     framex_client.get("/api/v1/observed/items/7?verbose=1", headers={"X-Request-ID": "line-1"})
+    answered = time.time()
     framex_client.post("/api/v1/observed/items/7")
-    first, second = access_records(access_log)
+    # While serving: the pass after the requests writes them.
+    first, second = wait_for_access_records(access_log, 2)
+    # The time the request finished, not the time of the pass that wrote it.
+    assert before <= first.created <= answered + 0.001
     assert re.fullmatch(r"GET /api/v1/observed/items/\{item_id\} 200 \d+\.\d\d ms", first.getMessage())
     fields = ("method", "route", "path", "status", "request_id", "client")
     assert {f: getattr(first, f) for f in fields} == {
@@ -343,6 +358,19 @@ def test_one_access_line_per_request_with_its_fields(
     assert first.duration_ms > 0 and first.levelno == logging.INFO  # type: ignore[attr-defined]
     assert (second.method, second.route, second.status) == ("POST", ITEMS, 405)  # type: ignore[attr-defined]
     assert GENERATED_ID.fullmatch(second.request_id)  # type: ignore[attr-defined]
+
+
+def test_requests_are_recorded_when_the_loop_of_the_planned_pass_is_gone(
+    framex_app: FastAPI, access_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside `with`, a test client runs every request on an event loop of its own, which
+    # closes with the pass planned on it: the next request finds the pass late (here at
+    # once) and records what waits.
+    monkeypatch.setattr(observability, "LOST_PASS", 0.0)
+    client = TestClient(framex_app)
+    assert client.get("/ping").text == "pong"
+    assert client.get("/ping").text == "pong"
+    assert [r.path for r in access_records(access_log)] == ["/ping", "/ping"]  # type: ignore[attr-defined]
 
 
 def test_excluded_paths_write_no_access_line(access_log: pytest.LogCaptureFixture) -> None:
