@@ -87,22 +87,14 @@ def _with_request_id(message: Message, header: tuple[bytes, bytes]) -> Message:
     return {**message, "headers": headers}
 
 
-def _access_line(
-    scope: Scope, method: str, route: str, status: int, seconds: float, rid: str
-) -> tuple[str, dict[str, Any]]:
-    """The access line's message and fields."""
-    ms = seconds * 1000
-    client = scope.get("client")
-    fields = {
-        "client": client[0] if client else None,
-        "duration_ms": int(ms * 1000) / 1000,  # to the microsecond (cheaper than round())
-        "method": method,
-        "path": scope["path"],
-        "request_id": rid,
-        "route": route,
-        "status": status,
-    }
-    return _ACCESS_MESSAGE % (method, route, status, ms), fields
+def _route_template(route: BaseRoute | None, root: str, mounted: str) -> str:
+    """The ``route`` label: the route's path template (relative to the app's root), else :data:`UNMATCHED`."""
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return UNMATCHED
+    if mounted != root and not isinstance(route, Mount):
+        template = mounted[len(root) :] + template  # a route of a mounted app: relative to the mount
+    return template
 
 
 def _log_access(message: str, fields: dict[str, Any], created: float) -> None:
@@ -113,6 +105,11 @@ def _log_access(message: str, fields: dict[str, Any], created: float) -> None:
     record.created = created
     record.msecs = (created - int(created)) * 1000
     access_logger.handle(record)
+
+
+_Finished = tuple[str, str, "BaseRoute | None", str, str, "str | None", int, float, float, str]
+"""A finished request: method, path, route, root path (at the start and at the end), client,
+status, seconds taken, end (``perf_counter``), request id."""
 
 
 class ObservabilityMiddleware:
@@ -138,7 +135,7 @@ class ObservabilityMiddleware:
         self._proxy_ids: Any = _UNRESOLVED
         # A deque: `record` may run in another thread (a scrape from a test), and
         # `append`/`popleft` are atomic.
-        self._finished: deque[tuple[Scope, str, int, float, float, str]] = deque()
+        self._finished: deque[_Finished] = deque()
         self._pass_due = -math.inf
         """When the planned pass is late (-inf: none planned, the next request plans one)."""
         state.framex_observability = self
@@ -188,15 +185,38 @@ class ObservabilityMiddleware:
             if metrics is not None:
                 metrics.in_flight -= 1
             if self.observing:
-                end = perf_counter()
                 # No status: an exception, which Starlette's ServerErrorMiddleware (around
                 # this one) answers with a 500.
-                self._finished.append((scope, root, status or 500, start, end, rid))
-                if end >= self._pass_due:
-                    self._plan_pass(end)
+                self._note_finished(scope, root, status or 500, start, rid)
         # Not reset after an exception: the error's log records (ours and the server's)
         # carry the id too; the request's task ends with them.
         REQUEST_ID.reset(token)
+
+    def _note_finished(self, scope: Scope, root: str, status: int, start: float, rid: str) -> None:
+        end = perf_counter()
+        route = scope.get("route")
+        if route is None and status != 404:
+            # Answered before routing (an auth 401, a CORS preflight): the route it was for.
+            route = self._match(scope)
+        # What the pass needs, not the scope: kept whole, the request's objects would
+        # outlive it and make the garbage collector run more often.
+        client = scope.get("client")
+        self._finished.append(
+            (
+                scope["method"],
+                scope["path"],
+                route,
+                root,
+                scope.get("root_path", ""),
+                client[0] if client else None,
+                status,
+                end - start,
+                end,
+                rid,
+            )
+        )
+        if end >= self._pass_due:
+            self._plan_pass(end)
 
     def _plan_pass(self, now: float) -> None:
         if len(self._finished) > 1:
@@ -223,14 +243,23 @@ class ObservabilityMiddleware:
         to_wall = time.time() - perf_counter()
         try:
             while finished:
-                scope, root, status, start, end, rid = finished.popleft()
-                route = self._route_template(scope, root, status)
-                method: str = scope["method"]
+                method, path, route, root, mounted, client, status, seconds, end, rid = finished.popleft()
+                template = _route_template(route, root, mounted)
                 if metrics is not None:
-                    metrics.observe_request(method, route, status, end - start)
-                if not log or scope["path"] in self.exclude_paths:
+                    metrics.observe_request(method, template, status, seconds)
+                if not log or path in self.exclude_paths:
                     continue
-                message, fields = _access_line(scope, method, route, status, end - start, rid)
+                ms = seconds * 1000
+                message = _ACCESS_MESSAGE % (method, template, status, ms)
+                fields = {
+                    "client": client,
+                    "duration_ms": int(ms * 1000) / 1000,  # to the microsecond (cheaper than round())
+                    "method": method,
+                    "path": path,
+                    "request_id": rid,
+                    "route": template,
+                    "status": status,
+                }
                 if handler is not None:
                     line = handler.format_fields(logging.INFO, "framex.access", message, fields, end + to_wall)
                     if line is not None:
@@ -243,23 +272,6 @@ class ObservabilityMiddleware:
         finally:
             if handler is not None and lines:
                 handler.queue_lines(lines)
-
-    def _route_template(self, scope: Scope, root: str, status: int) -> str:
-        route = scope.get("route")
-        if route is None:
-            if status == 404:
-                return UNMATCHED
-            # Answered before routing (an auth 401, a CORS preflight): find the route it was for.
-            route = self._match(scope)
-            if route is None:
-                return UNMATCHED
-        template = getattr(route, "path_format", None)
-        if not isinstance(template, str):
-            return UNMATCHED
-        mounted = scope.get("root_path", "")
-        if mounted != root and not isinstance(route, Mount):
-            template = mounted[len(root) :] + template  # a route of a mounted app: relative to the mount
-        return template
 
     def _match(self, scope: Scope) -> BaseRoute | None:
         partial = None
