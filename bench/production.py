@@ -12,7 +12,7 @@ time, alternating (the order flips every run); medians of ``--runs`` are reporte
 
 Run from the repository root::
 
-    python -m bench.production            # full run, about 3 minutes
+    python -m bench.production            # full run, about 4 minutes
     python -m bench.production --quick    # smoke run, a few seconds
 
 The table goes to stdout, progress to stderr, everything to ``bench/results/production.json``.
@@ -76,7 +76,9 @@ READY = "/health"
 API_KEY = "bench-production-key-0123456789"
 AUTH_HEADER = f"Bearer {API_KEY}"
 
-FULL = {"duration": 5.0, "warmup": 1.0, "runs": 5, "concurrency": [1, 16, 64]}
+FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "concurrency": [1, 16, 64]}
+"""Many short runs rather than a few long ones: on a machine whose speed drifts, one
+disturbed run moves the median of nine less than the median of five."""
 QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [8]}
 
 APPS = (

@@ -193,6 +193,8 @@ class ObservabilityMiddleware:
         REQUEST_ID.reset(token)
 
     def _note_finished(self, scope: Scope, root: str, status: int, start: float, rid: str) -> None:
+        if self.metrics is None and not access_logger.isEnabledFor(logging.INFO):
+            return  # the access log is on, but nothing would take its records
         end = perf_counter()
         route = scope.get("route")
         if route is None and status != 404:
