@@ -10,6 +10,10 @@ metrics off, the access log off, and the same logging set-up. Both get the same 
 ``Authorization`` header included. A load generator in a third process drives one at a
 time, alternating (the order flips every run); medians of ``--runs`` are reported.
 
+The runs are shared among ``--pairs`` pairs of servers started one after the other: two
+processes of the same app differ by a few percent in speed (memory layout, hash seeds),
+as much as the features cost, so one pair alone can tip the ratio either way.
+
 Run from the repository root::
 
     python -m bench.production            # full run, about 4 minutes
@@ -76,10 +80,10 @@ READY = "/health"
 API_KEY = "bench-production-key-0123456789"
 AUTH_HEADER = f"Bearer {API_KEY}"
 
-FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "concurrency": [1, 16, 64]}
+FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "pairs": 3, "concurrency": [1, 16, 64]}
 """Many short runs rather than a few long ones: on a machine whose speed drifts, one
 disturbed run moves the median of nine less than the median of five."""
-QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [8]}
+QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "pairs": 1, "concurrency": [8]}
 
 APPS = (
     AppSpec("on", "on", "bench.production:app_on", lambda body: body["data"]),
@@ -182,10 +186,18 @@ def access_lines(log: Path) -> int:
         return sum(1 for line in lines if "framex.access" in line and TRIVIAL in line)
 
 
-def measure_all(points: list[Point], servers: dict[str, Server], measure: Measure, args: argparse.Namespace) -> None:
-    """``--runs`` rounds per point; each round measures both servers, the order flipping every round."""
+def pair_runs(runs: int, pairs: int) -> list[range]:
+    """The run numbers of each pair of servers: ``runs`` split as evenly as they go."""
+    bounds = [round(runs * i / pairs) for i in range(pairs + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(pairs)]
+
+
+def measure_all(
+    points: list[Point], servers: dict[str, Server], measure: Measure, args: argparse.Namespace, runs: range
+) -> None:
+    """Rounds ``runs`` of every point; each round measures both servers, the order flipping every round."""
     for point in points:
-        for run in range(args.runs):
+        for run in runs:
             for spec in APPS if run % 2 == 0 else APPS[::-1]:
                 target = servers[spec.key].target
                 measure_point(measure, target, point, spec.key, spec.label, f"run {run + 1}/{args.runs}", args)
@@ -201,8 +213,8 @@ def summarize(points: list[Point], counted: dict[str, float], keyed: bool, args:
     if not keyed:
         notes.append("the Python load generator sends no headers: auth guarded /metrics only, not the route")
     notes.append(
-        f"on server: {counted['metrics']:,.0f} trivial requests counted in its metrics, "
-        f"{counted['lines']:,} access lines written to its log (warm-ups and checks included)"
+        f"on servers: {counted['metrics']:,.0f} trivial requests counted in their metrics, "
+        f"{counted['lines']:,} access lines written to their logs (warm-ups and checks included)"
     )
     notes += measurement_notes(points, args.retries)
     return notes
@@ -215,6 +227,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_load_options(parser, FULL, DEFAULT_OUTPUT)
     parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections {FULL['concurrency']}")
+    parser.add_argument(
+        "--pairs", type=int, help=f"pairs of servers sharing the runs, one pair after the other ({FULL['pairs']})"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="the on server's log.format")
     add_server_options(parser)
     args = parser.parse_args(argv)
@@ -222,6 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_load_options(parser, args, args.concurrency)
     if args.max_workers < 1:
         parser.error("need --max-workers >= 1")
+    if not 1 <= args.pairs <= args.runs:
+        parser.error("need 1 <= --pairs <= --runs")
     return args
 
 
@@ -238,23 +255,26 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"load generator: {'wrk (with the API key)' if keyed else 'python (bench/loadgen.py, no key)'}; "
         f"uvicorn loop={stack['loop']} http={stack['http']}; on: auth + metrics + {args.log_format} access log, "
-        f"off: none; {args.runs} run(s) x {args.duration:g} s (+{args.warmup:g} s warm-up) per server and point",
+        f"off: none; {args.runs} run(s) x {args.duration:g} s (+{args.warmup:g} s warm-up) per server and point, "
+        f"shared among {args.pairs} server pair(s)",
         file=sys.stderr,
     )
     # The servers inherit this environment (`bench.http_local.server_env`): the apps read these.
     os.environ["BENCH_LOG_FORMAT"] = args.log_format
     os.environ["BENCH_SEND_KEY"] = "1" if keyed else "0"
     started = time.time()
-    counted: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="framex-bench-") as tmp:
-        with contextlib.ExitStack() as exits:
-            servers = {spec.key: exits.enter_context(running(spec, options, Path(tmp), READY)) for spec in APPS}
-            check(servers, keyed)
-            measure_all(points, servers, measure, args)
-            counted["metrics"] = served_requests(servers["on"].port)
-            on_log = servers["on"].log_path
-        # After the server stopped: its writer thread has written everything queued.
-        counted["lines"] = access_lines(on_log)
+    counted = {"metrics": 0.0, "lines": 0}
+    for number, runs in enumerate(pair_runs(args.runs, args.pairs), 1):
+        print(f"server pair {number}/{args.pairs}", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix="framex-bench-") as tmp:
+            with contextlib.ExitStack() as exits:
+                servers = {spec.key: exits.enter_context(running(spec, options, Path(tmp), READY)) for spec in APPS}
+                check(servers, keyed)
+                measure_all(points, servers, measure, args, runs)
+                counted["metrics"] += served_requests(servers["on"].port)
+                on_log = servers["on"].log_path
+            # After the server stopped: its writer thread has written everything queued.
+            counted["lines"] += access_lines(on_log)
 
     table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
     notes = summarize(points, counted, keyed, args)
@@ -268,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration": args.duration,
             "warmup": args.warmup,
             "runs": args.runs,
+            "pairs": args.pairs,
             "max_workers": args.max_workers,
             "retries": args.retries,
             "other_load_limit": OTHER_LOAD_LIMIT,
