@@ -193,8 +193,10 @@ class ObservabilityMiddleware:
         REQUEST_ID.reset(token)
 
     def _note_finished(self, scope: Scope, root: str, status: int, start: float, rid: str) -> None:
-        if self.metrics is None and not access_logger.isEnabledFor(logging.INFO):
-            return  # the access log is on, but nothing would take its records
+        if self.metrics is None and (
+            scope["path"] in self.exclude_paths or not access_logger.isEnabledFor(logging.INFO)
+        ):
+            return  # only the access log is on, and it writes nothing for this request
         end = perf_counter()
         route = scope.get("route")
         if route is None and status != 404:
