@@ -18,6 +18,7 @@ from framex import create_app
 from framex.config import load_settings
 from framex.container import close_container, create_container, use_container
 from framex.errors import ConfigError
+from framex.http import auth
 from framex.http.auth import MISSING_KEY_MESSAGE, WRONG_KEY_MESSAGE, AuthMiddleware
 from tests.server import ROOT, framex_server
 
@@ -99,6 +100,15 @@ def test_a_key_that_passed_one_rule_is_checked_again_under_another(framex_client
         assert status(framex_client, "/api/v1/demo/double_21", DEMO_KEY) == 200
         assert status(framex_client, "/api/v1/greeter/hello", DEMO_KEY) == 401
         assert status(framex_client, "/api/v1/demo/double_21") == 401
+
+
+def test_with_no_room_to_remember_keys_the_answers_stay_the_same(
+    framex_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_REMEMBERED", 0)
+    for _ in range(2):
+        assert status(framex_client, "/api/v1/greeter/hello", API_KEY) == 200
+        assert status(framex_client, "/api/v1/greeter/hello", DEMO_KEY) == 401
 
 
 def test_unmatched_paths_stay_public(framex_client: TestClient) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest.mock import Mock
 
 import httpx
 import pytest
@@ -371,6 +372,44 @@ def test_requests_are_recorded_when_the_loop_of_the_planned_pass_is_gone(
     assert client.get("/ping").text == "pong"
     assert client.get("/ping").text == "pong"
     assert [r.path for r in access_records(access_log)] == ["/ping", "/ping"]  # type: ignore[attr-defined]
+
+
+def test_a_scrape_and_shutdown_record_what_waits_for_its_pass(
+    access_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planned pass comes long after the test: only the scrape and the shutdown record.
+    monkeypatch.setattr(observability, "RECORD_INTERVAL", 3600.0)
+    monkeypatch.setattr(observability, "LOST_PASS", 3600.0)
+    with serving(metrics={"enabled": True}) as client:
+        assert client.get("/ping").text == "pong"
+        text = client.get("/metrics").text
+        assert sample(text, "framex_http_requests_total", method="GET", route="/ping", status="200") == 1
+        assert client.get("/health").text == "ok"
+        assert [r.path for r in access_records(access_log)] == ["/ping"]  # type: ignore[attr-defined]
+    paths = [r.path for r in access_records(access_log)]  # type: ignore[attr-defined]
+    assert paths == ["/ping", "/metrics", "/health"]
+
+
+def test_a_failing_pass_is_logged_and_the_next_one_records(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(observability, "RECORD_INTERVAL", 3600.0)
+    monkeypatch.setattr(observability, "LOST_PASS", 3600.0)
+    with serving(metrics={"enabled": True}) as client:
+        metrics = client.app.state.framex_metrics  # type: ignore[attr-defined]
+        observe = metrics.observe_request
+        monkeypatch.setattr(metrics, "observe_request", Mock(side_effect=[RuntimeError("counter broke"), None]))
+        assert client.get("/ping").text == "pong"
+        assert client.get("/metrics").status_code == 200  # its pass fails on the /ping request
+        [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert failure.getMessage() == "Recording finished requests failed (metrics, access log)"
+        assert failure.exc_info is not None and str(failure.exc_info[1]) == "counter broke"
+        monkeypatch.setattr(metrics, "observe_request", observe)
+        text = client.get("/metrics").text
+    # The failed request is lost, the next ones are counted; serving went on.
+    assert sample(text, "framex_http_requests_total", method="GET", route="/ping", status="200") is None
+    assert sample(text, "framex_http_requests_total", method="GET", route="/metrics", status="200") == 1
 
 
 def test_excluded_paths_write_no_access_line(access_log: pytest.LogCaptureFixture) -> None:
