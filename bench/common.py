@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import importlib.metadata
 import json
@@ -196,29 +197,25 @@ def run_python_loadgen(target: Target, path: str, concurrency: int, duration: fl
     return LoadResult.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _wrk(target: Target, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> dict[str, Any]:
+def wrk_command(port: int, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> list[str]:
+    """The wrk command line of one measurement (one thread; its summary as JSON, see :func:`wrk_summary`)."""
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s"]
     for header in headers:
         command += ["-H", header]
-    command += ["-s", str(WRK_SCRIPT), f"http://{HOST}:{target.port}{path}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    report = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not report:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return [*command, "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"]
+
+
+def wrk_summary(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON summary ``wrk_report.lua`` printed; RuntimeError when wrk failed."""
+    report = [line for line in stdout.splitlines() if line.startswith("{")]
+    if returncode != 0 or not report:
+        raise RuntimeError(f"wrk failed ({returncode}):\n{stdout}\n{stderr}")
     summary: dict[str, Any] = json.loads(report[-1])
     return summary
 
 
-def run_wrk(
-    target: Target, path: str, concurrency: int, duration: float, warmup: float, headers: Sequence[str] = ()
-) -> LoadResult:
-    """Measure with wrk (one thread; wrk takes whole seconds, so both times are rounded up),
-    sending ``headers`` (``"Name: value"``) with every request."""
-    if warmup > 0:
-        _wrk(target, path, concurrency, max(1, round(warmup)), headers)
-    before = usage(target.pid, _children_cpu_seconds, target.tree)
-    summary = _wrk(target, path, concurrency, max(1, round(duration)), headers)
-    after = usage(target.pid, _children_cpu_seconds, target.tree)
+def wrk_result(summary: dict[str, Any], concurrency: int, shares: dict[str, float | None]) -> LoadResult:
+    """A :class:`LoadResult` from a wrk summary and the CPU shares of its window."""
     status_errors = int(summary["status_errors"])
     return LoadResult(
         generator="wrk",
@@ -229,11 +226,30 @@ def run_wrk(
         p50_ms=summary["p50_us"] / 1000,
         p99_ms=summary["p99_us"] / 1000,
         max_ms=summary["max_us"] / 1000,
-        **cpu_shares(before, after),
+        **shares,
     )
 
 
-def _children_cpu_seconds() -> float:
+def _wrk(target: Target, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> dict[str, Any]:
+    command = wrk_command(target.port, path, concurrency, seconds, headers)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    return wrk_summary(done.returncode, done.stdout, done.stderr)
+
+
+def run_wrk(
+    target: Target, path: str, concurrency: int, duration: float, warmup: float, headers: Sequence[str] = ()
+) -> LoadResult:
+    """Measure with wrk (one thread; wrk takes whole seconds, so both times are rounded up),
+    sending ``headers`` (``"Name: value"``) with every request."""
+    if warmup > 0:
+        _wrk(target, path, concurrency, max(1, round(warmup)), headers)
+    before = usage(target.pid, children_cpu_seconds, target.tree)
+    summary = _wrk(target, path, concurrency, max(1, round(duration)), headers)
+    after = usage(target.pid, children_cpu_seconds, target.tree)
+    return wrk_result(summary, concurrency, cpu_shares(before, after))
+
+
+def children_cpu_seconds() -> float:
     """CPU seconds of the finished children (the wrk runs)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -577,11 +593,26 @@ def serving(
     env: dict[str, str],
     log_path: Path,
     timeout: float = 60.0,
+    cpus: set[int] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    """Start ``command``, wait for its first 200 on ``ready_path``; yield it and the seconds that took; stop it."""
+    """Start ``command``, wait for its first 200 on ``ready_path``; yield it and the seconds that took; stop it.
+
+    With ``cpus`` the process (every thread it starts) runs on those CPUs only, in a
+    session of its own: Linux's scheduler then shares a CPU between sessions, not
+    between threads, so a server with more threads gets no larger share.
+    """
     started = time.monotonic()
+    pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin,  # runs between fork and exec: the driver starts no threads that could hold a lock
+            start_new_session=cpus is not None,
+        )
     try:
         wait_for_200(port, ready_path, process, label, timeout, lambda: log_tail(log_path), interval=0.01)
         yield process, time.monotonic() - started

@@ -121,14 +121,25 @@ def server_env(max_workers: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(spec: AppSpec, options: ServerOptions, workdir: Path, ready_path: str) -> Iterator[Server]:
-    """Start ``spec`` under uvicorn in ``workdir`` (no ``config/local.yaml`` there); stop it on exit."""
+def running(
+    spec: AppSpec, options: ServerOptions, workdir: Path, ready_path: str, cpus: set[int] | None = None
+) -> Iterator[Server]:
+    """Start ``spec`` under uvicorn in ``workdir`` (no ``config/local.yaml`` there); stop it on exit.
+
+    ``cpus``: run it on those CPUs only (see :func:`bench.common.serving`)."""
     port = free_port()
     command = uvicorn_command(sys.executable, spec.target, ROOT, port, options.loop, options.http)
     log_path = workdir / f"{spec.key}.log"
     env = server_env(options.max_workers)
     with serving(
-        command, label=spec.label, port=port, ready_path=ready_path, cwd=workdir, env=env, log_path=log_path
+        command,
+        label=spec.label,
+        port=port,
+        ready_path=ready_path,
+        cwd=workdir,
+        env=env,
+        log_path=log_path,
+        cpus=cpus,
     ) as (process, _):
         yield Server(spec, port, process, log_path)
 

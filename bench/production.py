@@ -7,19 +7,31 @@ request, set up as ``framex run`` sets logging up (``framex.logs.configure_loggi
 a queue and a writer thread, into the server's log file). Both apps freeze the garbage
 collector's view of the start-up objects, as ``framex run`` does. ``off`` has no auth rules,
 metrics off, the access log off, and the same logging set-up. Both get the same request,
-``Authorization`` header included. A load generator in a third process drives one at a
-time, alternating (the order flips every run); medians of ``--runs`` are reported.
+``Authorization`` header included.
+
+Both servers run on one CPU, each in a session of its own; the load generators (wrk,
+one per server) and this driver run on the others. Two measurements:
+
+- **side by side** (the verdict): both servers are loaded at the same time, so whatever
+  the machine does to that CPU (other virtual machines, frequency, caches) it does to
+  both. Each server's requests per CPU-second of its own is its throughput when it has
+  the CPU to itself; the on/off ratio of that, one per round, is what the target is
+  about (median of ``--runs`` rounds).
+- **alone**: one server at a time, alternating (the order flips every run), for absolute
+  req/s and latency; medians of ``--runs``. On a machine whose speed drifts between runs,
+  these ratios scatter by far more than the features cost.
 
 The runs are shared among ``--pairs`` pairs of servers started one after the other: two
 processes of the same app differ by a few percent in speed (memory layout, hash seeds),
-as much as the features cost, so one pair alone can tip the ratio either way.
+so one pair alone can tip the ratio either way. ``--calibrate`` runs the off app in both
+servers: the spread of the measurement itself.
 
 Run from the repository root::
 
-    python -m bench.production            # full run, about 4 minutes
+    python -m bench.production            # full run, about 6 minutes
     python -m bench.production --quick    # smoke run, a few seconds
 
-The table goes to stdout, progress to stderr, everything to ``bench/results/production.json``.
+The tables go to stdout, progress to stderr, everything to ``bench/results/production.json``.
 
 This module also holds the two apps (``bench.production:app_on`` / ``app_off``), built
 when uvicorn first asks for one. ``BENCH_LOG_FORMAT`` (text or json) sets the on app's
@@ -30,14 +42,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import http.client
 import json
 import os
 import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +61,7 @@ from bench.common import (
     HOST,
     OTHER_LOAD_LIMIT,
     RESULTS,
+    RETRY_PAUSE,
     Measure,
     Point,
     Target,
@@ -52,10 +69,13 @@ from bench.common import (
     add_server_options,
     apply_profile,
     check_load_options,
+    children_cpu_seconds,
     command_line,
+    disturbed,
     machine,
     measure_point,
     measurement_notes,
+    num,
     paired_note,
     pick_loadgen,
     print_results,
@@ -64,12 +84,16 @@ from bench.common import (
     run_cli,
     run_wrk,
     source_state,
+    spread,
     timestamp,
     versions,
     write_report,
+    wrk_command,
+    wrk_result,
+    wrk_summary,
 )
 from bench.http_local import AppSpec, Server, ServerOptions, resolved_server_stack, running
-from bench.loadgen import LoadResult
+from bench.loadgen import LoadResult, cpu_shares, usage
 
 DEFAULT_OUTPUT = RESULTS / "production.json"
 TARGET = 0.9
@@ -79,17 +103,19 @@ READY = "/health"
 """Public in both apps: readiness is polled without a key."""
 API_KEY = "bench-production-key-0123456789"
 AUTH_HEADER = f"Bearer {API_KEY}"
+FEATURES = ("auth", "metrics", "log")
+"""What the on app has (``--features``): API-key auth, Prometheus metrics, the access log."""
+HEADERS = [f"Authorization: {AUTH_HEADER}"]
 
 FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "pairs": 3, "concurrency": [1, 16, 64]}
-"""Many short runs rather than a few long ones: on a machine whose speed drifts, one
-disturbed run moves the median of nine less than the median of five."""
+"""Many short runs rather than a few long ones: one disturbed run moves the median of
+nine less than the median of five."""
 QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "pairs": 1, "concurrency": [8]}
 
 APPS = (
     AppSpec("on", "on", "bench.production:app_on", lambda body: body["data"]),
     AppSpec("off", "off", "bench.production:app_off", lambda body: body["data"]),
 )
-LABELS = [(spec.key, spec.label) for spec in APPS]
 
 
 # -- the apps (in the server processes) ---------------------------------------------
@@ -97,15 +123,17 @@ LABELS = [(spec.key, spec.label) for spec in APPS]
 
 @functools.cache
 def build_app(on: bool) -> Any:
-    """The ``bench.apps.framex_app`` app with auth, metrics and the access log all on, or all off."""
+    """The ``bench.apps.framex_app`` app with the features of ``BENCH_FEATURES`` on (all three
+    unless set), or all off."""
     import framex
     from framex.logs import configure_logging
 
+    features = set(os.environ.get("BENCH_FEATURES", ",".join(FEATURES)).split(",")) if on else set()
     settings: dict[str, Any] = {
-        "metrics": {"enabled": on},
-        "log": {"access_log": on, "format": os.environ.get("BENCH_LOG_FORMAT", "text")},
+        "metrics": {"enabled": "metrics" in features},
+        "log": {"access_log": "log" in features, "format": os.environ.get("BENCH_LOG_FORMAT", "text")},
     }
-    if on:
+    if "auth" in features:
         # With the Python load generator (no headers) only /metrics is protected.
         protected = "/api/v1/*" if os.environ.get("BENCH_SEND_KEY") == "1" else "/api/v1/private/*"
         settings["auth"] = {"rules": {protected: [API_KEY], "/metrics": [API_KEY]}}
@@ -149,20 +177,21 @@ def get(port: int, path: str, key: bool = True) -> tuple[int, bytes]:
 
 def wrk_with_key(target: Target, path: str, concurrency: int, duration: float, warmup: float) -> LoadResult:
     """``bench.common.run_wrk`` with the ``Authorization`` header on every request."""
-    return run_wrk(target, path, concurrency, duration, warmup, headers=[f"Authorization: {AUTH_HEADER}"])
+    return run_wrk(target, path, concurrency, duration, warmup, headers=HEADERS)
 
 
-def check(servers: dict[str, Server], keyed: bool) -> None:
-    """Both answer the trivial route; only `on` refuses it without a key and serves metrics."""
+def check(servers: dict[str, Server], keyed: bool, features: Sequence[str]) -> None:
+    """Both answer the trivial route; only `on` has the ``features``: a key needed, metrics served."""
     for server in servers.values():
         status, body = get(server.port, TRIVIAL)
         if status != 200 or server.spec.unwrap(json.loads(body)) != {"ok": True}:
             raise RuntimeError(f"{server.spec.label} GET {TRIVIAL}: status {status}, body {body[:200]!r}")
     on, off = servers["on"].port, servers["off"].port
+    auth, metrics = "auth" in features, "metrics" in features
     expected = {
-        "on without key": (get(on, TRIVIAL, key=False)[0], 401 if keyed else 200),
-        "on /metrics": (get(on, "/metrics")[0], 200),
-        "on /metrics without key": (get(on, "/metrics", key=False)[0], 401),
+        "on without key": (get(on, TRIVIAL, key=False)[0], 401 if keyed and auth else 200),
+        "on /metrics": (get(on, "/metrics")[0], 200 if metrics else 404),
+        "on /metrics without key": (get(on, "/metrics", key=False)[0], 401 if auth else 200 if metrics else 404),
         "off /metrics": (get(off, "/metrics")[0], 404),
     }
     wrong = {name: got for name, (got, want) in expected.items() if got != want}
@@ -192,7 +221,87 @@ def pair_runs(runs: int, pairs: int) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(pairs)]
 
 
-def measure_all(
+def cpu_layout() -> tuple[set[int] | None, set[int] | None]:
+    """The servers' CPU (the last one this process may use) and everyone else's; (None, None) with one CPU."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(available) < 2:
+        return None, None
+    return {available[-1]}, set(available[:-1])
+
+
+def load_together(servers: dict[str, Server], path: str, concurrency: int, seconds: float) -> dict[str, LoadResult]:
+    """Load every server at once, each with its own wrk; one result per server.
+
+    ``loadgen CPU`` is both wrk processes; ``other load`` leaves out both servers.
+    """
+    whole = max(1, round(seconds))
+    before = {key: usage(server.process.pid, children_cpu_seconds) for key, server in servers.items()}
+    command = functools.partial(wrk_command, path=path, concurrency=concurrency, seconds=whole, headers=HEADERS)
+    loads = {
+        key: subprocess.Popen(command(server.port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for key, server in servers.items()
+    }
+    outputs = {key: load.communicate(timeout=whole + 60) for key, load in loads.items()}
+    after = {key: usage(server.process.pid, children_cpu_seconds) for key, server in servers.items()}
+    shares = {key: cpu_shares(before[key], after[key]) for key in servers}
+    results = {}
+    for key, (stdout, stderr) in outputs.items():
+        mine = shares[key]
+        others = sum(share["server_cpu"] or 0.0 for other, share in shares.items() if other != key)
+        if mine["other_cpu"] is not None:
+            mine["other_cpu"] = max(0.0, mine["other_cpu"] - others)
+        results[key] = wrk_result(wrk_summary(loads[key].returncode, stdout, stderr), concurrency, mine)
+    return results
+
+
+def per_cpu_ratios(point: Point, app: str, base: str) -> list[float]:
+    """``app`` / ``base`` requests per CPU-second of each side-by-side round."""
+    ratios = []
+    for mine, theirs in zip(point.runs.get(app, []), point.runs.get(base, []), strict=False):
+        a, b = mine.server_us_per_request, theirs.server_us_per_request
+        if a and b:
+            ratios.append(b / a)
+    return ratios
+
+
+def measure_side_by_side(
+    points: list[Point], servers: dict[str, Server], args: argparse.Namespace, runs: range
+) -> None:
+    """Rounds ``runs`` of every point, both servers loaded at once (after one warm-up together).
+
+    A round that other processes disturbed is taken again (up to ``--retries`` times); the
+    least disturbed attempt is kept.
+    """
+    for point in points:
+        if args.warmup > 0:
+            load_together(servers, point.path, point.concurrency, args.warmup)
+        for run in runs:
+            attempts: list[dict[str, LoadResult]] = []
+            while len(attempts) <= args.retries:
+                results = load_together(servers, point.path, point.concurrency, args.duration)
+                attempts.append(results)
+                other = max(r.other_cpu or 0.0 for r in results.values())
+                on, off = results["on"], results["off"]
+                ratio = (off.server_us_per_request or 0.0) / (on.server_us_per_request or 1.0)
+                print(
+                    f"  side by side c={point.concurrency:<4} run {run + 1}/{args.runs} "
+                    f"on {on.rps:7,.0f} req/s ({1e6 / (on.server_us_per_request or 1e6):6,.0f} per CPU-s)  "
+                    f"off {off.rps:7,.0f} req/s ({1e6 / (off.server_us_per_request or 1e6):6,.0f} per CPU-s)  "
+                    f"ratio {ratio:.3f}  other {other:.2f} steal {num(on.steal, '.0%')}"
+                    f"{'  (disturbed)' if disturbed(other) else ''}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if not disturbed(other):
+                    break
+                if len(attempts) <= args.retries:
+                    time.sleep(RETRY_PAUSE)  # let a burst of other work pass
+            kept = min(attempts, key=lambda rs: max(r.other_cpu or 0.0 for r in rs.values()))
+            for key, result in kept.items():
+                point.runs.setdefault(key, []).append(result)
+
+
+def measure_alone(
     points: list[Point], servers: dict[str, Server], measure: Measure, args: argparse.Namespace, runs: range
 ) -> None:
     """Rounds ``runs`` of every point; each round measures both servers, the order flipping every round."""
@@ -203,20 +312,73 @@ def measure_all(
                 measure_point(measure, target, point, spec.key, spec.label, f"run {run + 1}/{args.runs}", args)
 
 
-def summarize(points: list[Point], counted: dict[str, float], keyed: bool, args: argparse.Namespace) -> list[str]:
-    notes: list[str] = []
-    ratios = [r for p in points if (r := p.ratio("on", "off")) is not None]
-    if ratios:
-        verdict = "meets" if min(ratios) >= TARGET else "is BELOW"
-        notes.append(f"lowest ratio on/off {min(ratios):.3f}x {verdict} the {TARGET}x target")
-    notes += [note for p in points if (note := paired_note(p, "on", "off")) is not None]
-    if not keyed:
-        notes.append("the Python load generator sends no headers: auth guarded /metrics only, not the route")
-    notes.append(
-        f"on servers: {counted['metrics']:,.0f} trivial requests counted in their metrics, "
-        f"{counted['lines']:,} access lines written to their logs (warm-ups and checks included)"
+def render_side_by_side(points: list[Point]) -> str:
+    """The verdict's table: req/s while sharing the CPU, req per CPU-second, their on/off ratio."""
+    lines = [
+        "| side by side | concurrency | on req/s | off req/s | on req per CPU-s | off req per CPU-s "
+        "| on / off per CPU-s | range over rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in points:
+        ratios = per_cpu_ratios(p, "on", "off")
+        on_us, off_us = p.median("on", "server_us_per_request"), p.median("off", "server_us_per_request")
+        lines.append(
+            f"| trivial | {p.concurrency} "
+            f"| {num(p.median('on', 'rps'), ',.0f')} | {num(p.median('off', 'rps'), ',.0f')} "
+            f"| {num(1e6 / on_us if on_us else None, ',.0f')} | {num(1e6 / off_us if off_us else None, ',.0f')} "
+            f"| {num(statistics.median(ratios) if ratios else None, '.3f')}x | {spread(ratios, '.3f')} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(points: list[Point], args: argparse.Namespace) -> tuple[float | None, str | None]:
+    """The lowest median per-CPU-second ratio over the side-by-side points, and the note that says it."""
+    medians = [statistics.median(r) for p in points if (r := per_cpu_ratios(p, "on", "off"))]
+    if not medians:
+        return None, None
+    lowest = min(medians)
+    if args.calibrate:
+        return lowest, (
+            f"calibration (the off app in both servers): per-CPU-second ratios {lowest:.3f}x-{max(medians):.3f}x "
+            "(medians per point); 1.0 plus or minus this is the resolution of the verdict"
+        )
+    if set(args.features) != set(FEATURES):
+        return lowest, (
+            f"only {' + '.join(args.features)} on: lowest side-by-side median on/off requests per CPU-second "
+            f"{lowest:.3f}x (the {TARGET}x target is about all three)"
+        )
+    word = "meets" if lowest >= TARGET else "is BELOW"
+    return lowest, (
+        f"verdict: lowest side-by-side median on/off requests per CPU-second {lowest:.3f}x {word} the {TARGET}x target"
     )
-    notes += measurement_notes(points, args.retries)
+
+
+def summarize(
+    side: list[Point], alone: list[Point], counted: dict[str, float], args: argparse.Namespace, pinned: bool
+) -> list[str]:
+    notes: list[str] = []
+    _, said = verdict(side, args)
+    if said is not None:
+        notes.append(said)
+    elif not side:
+        notes.append("no side-by-side measurement (it needs wrk): the alone runs are all there is")
+    if not pinned:
+        notes.append("one CPU only: servers and load generators shared it")
+    ratios = [r for p in alone if (r := p.ratio("on", "off")) is not None]
+    if ratios:
+        notes.append(
+            f"alone: lowest ratio of median req/s on/off {min(ratios):.3f}x (runs minutes apart: the machine's "
+            "drift weighs in)"
+        )
+    notes += [f"alone, {note}" for p in alone if (note := paired_note(p, "on", "off")) is not None]
+    if not args.keyed:
+        notes.append("the Python load generator sends no headers: auth guarded /metrics only, not the route")
+    if not args.calibrate and set(args.features) >= {"metrics", "log"}:
+        notes.append(
+            f"on servers: {counted['metrics']:,.0f} trivial requests counted in their metrics, "
+            f"{counted['lines']:,} access lines written to their logs (warm-ups and checks included)"
+        )
+    notes += measurement_notes([*side, *alone], args.retries)
     return notes
 
 
@@ -231,6 +393,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pairs", type=int, help=f"pairs of servers sharing the runs, one pair after the other ({FULL['pairs']})"
     )
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="the on server's log.format")
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        choices=FEATURES,
+        default=list(FEATURES),
+        help="what the on app has (all three): the cost of one feature alone",
+    )
+    parser.add_argument("--no-alone", action="store_true", help="side by side only (the verdict): a third of the time")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="serve the off app in both servers: the measurement's own spread"
+    )
     add_server_options(parser)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
@@ -246,40 +419,63 @@ def main(argv: list[str] | None = None) -> int:
     """Run every measurement, print the tables, write the JSON file."""
     args = parse_args(argv)
     loadgen, measure = pick_loadgen(args.loadgen)
-    keyed = loadgen == "wrk"
-    if keyed:
+    args.keyed = loadgen == "wrk"
+    if args.keyed:
         measure = wrk_with_key
-    points = [Point("trivial", TRIVIAL, c) for c in args.concurrency]
+    server_cpus, driver_cpus = cpu_layout()
+    if driver_cpus is not None:
+        os.sched_setaffinity(0, driver_cpus)  # the load generators inherit it
+    side = [Point("side by side", TRIVIAL, c) for c in args.concurrency] if args.keyed else []
+    alone = [] if args.no_alone and side else [Point("trivial", TRIVIAL, c) for c in args.concurrency]
+    apps = (dataclasses.replace(APPS[0], target=APPS[1].target, label="off (2nd)"), APPS[1]) if args.calibrate else APPS
     options = ServerOptions(args.max_workers, args.loop, args.http)
     stack = resolved_server_stack(args.loop, args.http)
+    on_said = " + ".join(f"{args.log_format} access log" if f == "log" else f for f in args.features)
+    kinds = [kind for kind, points in (("side by side", side), ("alone", alone)) if points]
+    apps_said = "off against off" if args.calibrate else f"on: {on_said}, off: none"
     print(
-        f"load generator: {'wrk (with the API key)' if keyed else 'python (bench/loadgen.py, no key)'}; "
-        f"uvicorn loop={stack['loop']} http={stack['http']}; on: auth + metrics + {args.log_format} access log, "
-        f"off: none; {args.runs} run(s) x {args.duration:g} s (+{args.warmup:g} s warm-up) per server and point, "
+        f"load generator: {'wrk (with the API key)' if args.keyed else 'python (bench/loadgen.py, no key)'}; "
+        f"uvicorn loop={stack['loop']} http={stack['http']}; "
+        f"{apps_said}; "
+        f"servers on CPU {sorted(server_cpus) if server_cpus else 'any'}; "
+        f"{args.runs} run(s) x {args.duration:g} s (+{args.warmup:g} s warm-up) per point, {' and '.join(kinds)}, "
         f"shared among {args.pairs} server pair(s)",
         file=sys.stderr,
     )
     # The servers inherit this environment (`bench.http_local.server_env`): the apps read these.
     os.environ["BENCH_LOG_FORMAT"] = args.log_format
-    os.environ["BENCH_SEND_KEY"] = "1" if keyed else "0"
+    os.environ["BENCH_SEND_KEY"] = "1" if args.keyed else "0"
+    os.environ["BENCH_FEATURES"] = ",".join(args.features)
     started = time.time()
     counted = {"metrics": 0.0, "lines": 0}
     for number, runs in enumerate(pair_runs(args.runs, args.pairs), 1):
         print(f"server pair {number}/{args.pairs}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="framex-bench-") as tmp:
             with contextlib.ExitStack() as exits:
-                servers = {spec.key: exits.enter_context(running(spec, options, Path(tmp), READY)) for spec in APPS}
-                check(servers, keyed)
-                measure_all(points, servers, measure, args, runs)
-                counted["metrics"] += served_requests(servers["on"].port)
+                servers = {
+                    spec.key: exits.enter_context(running(spec, options, Path(tmp), READY, server_cpus))
+                    for spec in apps
+                }
+                if not args.calibrate:
+                    check(servers, args.keyed, args.features)
+                measure_side_by_side(side, servers, args, runs)
+                measure_alone(alone, servers, measure, args, runs)
+                if not args.calibrate and "metrics" in args.features:
+                    counted["metrics"] += served_requests(servers["on"].port)
                 on_log = servers["on"].log_path
             # After the server stopped: its writer thread has written everything queued.
-            counted["lines"] += access_lines(on_log)
+            if not args.calibrate and "log" in args.features:
+                counted["lines"] += access_lines(on_log)
 
-    table, diagnostics = render_table(points, LABELS), render_diagnostics(points, LABELS)
-    notes = summarize(points, counted, keyed, args)
-    print_results(table, diagnostics, notes=notes)
+    labels = [(spec.key, spec.label) for spec in apps]
+    tables = {"side_by_side": render_side_by_side(side)} if side else {}
+    if alone:
+        tables["alone"] = render_table(alone, labels)
+    diagnostics = render_diagnostics([*side, *alone], labels)
+    notes = summarize(side, alone, counted, args, server_cpus is not None)
+    print_results(*tables.values(), diagnostics, notes=notes)
 
+    lowest, _ = verdict(side, args)
     report = {
         "command": command_line("bench.production", argv),
         "started": timestamp(started),
@@ -289,12 +485,15 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "runs": args.runs,
             "pairs": args.pairs,
+            "calibrate": args.calibrate,
             "max_workers": args.max_workers,
             "retries": args.retries,
             "other_load_limit": OTHER_LOAD_LIMIT,
             "log_format": args.log_format,
-            "auth_on_route": keyed,
+            "features": args.features,
+            "auth_on_route": args.keyed,
             "load_generator": loadgen,
+            "server_cpus": sorted(server_cpus) if server_cpus else None,
             "uvicorn": {"loop": args.loop, "http": args.http, "resolved": stack, "workers": 1},
         },
         "machine": machine(),
@@ -302,10 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(
             "framex", "fastapi", "starlette", "uvicorn", "pydantic", "prometheus-client", "uvloop", "httptools"
         ),
+        "verdict": {"lowest_per_cpu_ratio": lowest, "target": TARGET},
         "notes": notes,
         "on_server": counted,
-        "points": [p.to_dict("on", "off") for p in points],
-        "table": table,
+        "side_by_side": [{**p.to_dict("on", "off"), "per_cpu_ratios": per_cpu_ratios(p, "on", "off")} for p in side],
+        "points": [p.to_dict("on", "off") for p in alone],
+        "tables": tables,
     }
     write_report(args.output, report)
     return 0
