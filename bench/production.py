@@ -277,8 +277,10 @@ def measure_side_by_side(
             load_together(servers, point.path, point.concurrency, args.warmup)
         for run in runs:
             attempts: list[dict[str, LoadResult]] = []
+            # Which wrk starts first flips every round, as the order of the alone runs does.
+            ordered = servers if run % 2 == 0 else dict(reversed(servers.items()))
             while len(attempts) <= args.retries:
-                results = load_together(servers, point.path, point.concurrency, args.duration)
+                results = load_together(ordered, point.path, point.concurrency, args.duration)
                 attempts.append(results)
                 other = max(r.other_cpu or 0.0 for r in results.values())
                 on, off = results["on"], results["off"]
