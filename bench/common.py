@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.loadgen import LoadResult, cpu_shares, usage
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -354,6 +355,19 @@ def disturbed(other_cpu: float | None) -> bool:
     return (other_cpu or 0.0) > OTHER_LOAD_LIMIT
 
 
+def least_disturbed(measure: Callable[[], T], other_load: Callable[[T], float | None], retries: int) -> T:
+    """``measure()`` once, and again (up to ``retries`` times) while other processes
+    disturbed it (``other_load`` of the result, in cores); the least disturbed result."""
+    attempts: list[T] = []
+    while len(attempts) <= retries:
+        attempts.append(measure())
+        if not disturbed(other_load(attempts[-1])):
+            break
+        if len(attempts) <= retries:
+            time.sleep(RETRY_PAUSE)  # let a burst of other work pass
+    return min(attempts, key=lambda result: other_load(result) or 0.0)
+
+
 def measure_point(
     measure: Measure,
     target: Target,
@@ -368,10 +382,9 @@ def measure_point(
     A measurement that other processes disturbed is taken again (up to ``args.retries``
     times) and the least disturbed attempt is kept. Progress goes to stderr.
     """
-    attempts: list[LoadResult] = []
-    while len(attempts) <= args.retries:
+
+    def attempt() -> LoadResult:
         result = measure(target, point.path, point.concurrency, args.duration, args.warmup)
-        attempts.append(result)
         print(
             f"  {point.scenario:8} c={point.concurrency:<4} {run_note} {label:9} {result.rps:9,.0f} req/s  "
             f"p99 {result.p99_ms:8.2f} ms  errors {result.errors}  server {num(result.server_cpu, '.2f')} "
@@ -380,11 +393,9 @@ def measure_point(
             file=sys.stderr,
             flush=True,
         )
-        if not disturbed(result.other_cpu):
-            break
-        if len(attempts) <= args.retries:
-            time.sleep(RETRY_PAUSE)  # let a burst of other work pass
-    kept = min(attempts, key=lambda r: r.other_cpu or 0.0)
+        return result
+
+    kept = least_disturbed(attempt, lambda result: result.other_cpu, args.retries)
     point.runs.setdefault(key, []).append(kept)
     return kept
 
@@ -598,8 +609,9 @@ def serving(
     """Start ``command``, wait for its first 200 on ``ready_path``; yield it and the seconds that took; stop it.
 
     With ``cpus`` the process (every thread it starts) runs on those CPUs only, in a
-    session of its own: Linux's scheduler then shares a CPU between sessions, not
-    between threads, so a server with more threads gets no larger share.
+    session of its own: with autogroup scheduling (``kernel.sched_autogroup_enabled``,
+    on by default) Linux shares a CPU between sessions, not between threads, so a server
+    with more threads gets no larger share.
     """
     started = time.monotonic()
     pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)

@@ -61,7 +61,6 @@ from bench.common import (
     HOST,
     OTHER_LOAD_LIMIT,
     RESULTS,
-    RETRY_PAUSE,
     Measure,
     Point,
     Target,
@@ -72,6 +71,7 @@ from bench.common import (
     children_cpu_seconds,
     command_line,
     disturbed,
+    least_disturbed,
     machine,
     measure_point,
     measurement_notes,
@@ -110,6 +110,8 @@ HEADERS = [f"Authorization: {AUTH_HEADER}"]
 FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "pairs": 3, "concurrency": [1, 16, 64]}
 """Many short runs rather than a few long ones: one disturbed run moves the median of
 nine less than the median of five."""
+MIN_ROUNDS = 5
+"""Fewer side-by-side rounds per point than this make no verdict (``--quick``)."""
 QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "pairs": 1, "concurrency": [8]}
 
 APPS = (
@@ -254,14 +256,51 @@ def load_together(servers: dict[str, Server], path: str, concurrency: int, secon
     return results
 
 
+def per_cpu_second(result: LoadResult) -> float | None:
+    """Requests served per CPU-second of the server's own: its throughput with a CPU to itself."""
+    us = result.server_us_per_request
+    return 1e6 / us if us else None
+
+
 def per_cpu_ratios(point: Point, app: str, base: str) -> list[float]:
     """``app`` / ``base`` requests per CPU-second of each side-by-side round."""
     ratios = []
     for mine, theirs in zip(point.runs.get(app, []), point.runs.get(base, []), strict=False):
-        a, b = mine.server_us_per_request, theirs.server_us_per_request
+        a, b = per_cpu_second(mine), per_cpu_second(theirs)
         if a and b:
-            ratios.append(b / a)
+            ratios.append(a / b)
     return ratios
+
+
+def median_per_cpu_second(point: Point, app: str) -> float | None:
+    """The median of ``app``'s requests per CPU-second over the rounds of ``point``."""
+    values = [v for result in point.runs.get(app, []) if (v := per_cpu_second(result))]
+    return statistics.median(values) if values else None
+
+
+def other_load(results: dict[str, LoadResult]) -> float:
+    """Cores other processes used during a side-by-side round."""
+    return max(r.other_cpu or 0.0 for r in results.values())
+
+
+def side_by_side_round(
+    servers: dict[str, Server], point: Point, run: int, args: argparse.Namespace
+) -> dict[str, LoadResult]:
+    """One round of ``point`` (:func:`load_together`), its progress line on stderr."""
+    results = load_together(servers, point.path, point.concurrency, args.duration)
+    on, off = results["on"], results["off"]
+    on_cpu, off_cpu = per_cpu_second(on), per_cpu_second(off)
+    print(
+        f"  side by side c={point.concurrency:<4} run {run + 1}/{args.runs} "
+        f"on {on.rps:7,.0f} req/s ({num(on_cpu, '6,.0f')} per CPU-s)  "
+        f"off {off.rps:7,.0f} req/s ({num(off_cpu, '6,.0f')} per CPU-s)  "
+        f"ratio {num(on_cpu / off_cpu if on_cpu and off_cpu else None, '.3f')}  "
+        f"other {other_load(results):.2f} steal {num(on.steal, '.0%')}"
+        f"{'  (disturbed)' if disturbed(other_load(results)) else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return results
 
 
 def measure_side_by_side(
@@ -276,30 +315,10 @@ def measure_side_by_side(
         if args.warmup > 0:
             load_together(servers, point.path, point.concurrency, args.warmup)
         for run in runs:
-            attempts: list[dict[str, LoadResult]] = []
             # Which wrk starts first flips every round, as the order of the alone runs does.
             ordered = servers if run % 2 == 0 else dict(reversed(servers.items()))
-            while len(attempts) <= args.retries:
-                results = load_together(ordered, point.path, point.concurrency, args.duration)
-                attempts.append(results)
-                other = max(r.other_cpu or 0.0 for r in results.values())
-                on, off = results["on"], results["off"]
-                ratio = (off.server_us_per_request or 0.0) / (on.server_us_per_request or 1.0)
-                print(
-                    f"  side by side c={point.concurrency:<4} run {run + 1}/{args.runs} "
-                    f"on {on.rps:7,.0f} req/s ({1e6 / (on.server_us_per_request or 1e6):6,.0f} per CPU-s)  "
-                    f"off {off.rps:7,.0f} req/s ({1e6 / (off.server_us_per_request or 1e6):6,.0f} per CPU-s)  "
-                    f"ratio {ratio:.3f}  other {other:.2f} steal {num(on.steal, '.0%')}"
-                    f"{'  (disturbed)' if disturbed(other) else ''}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if not disturbed(other):
-                    break
-                if len(attempts) <= args.retries:
-                    time.sleep(RETRY_PAUSE)  # let a burst of other work pass
-            kept = min(attempts, key=lambda rs: max(r.other_cpu or 0.0 for r in rs.values()))
-            for key, result in kept.items():
+            take = functools.partial(side_by_side_round, ordered, point, run, args)
+            for key, result in least_disturbed(take, other_load, args.retries).items():
                 point.runs.setdefault(key, []).append(result)
 
 
@@ -323,11 +342,11 @@ def render_side_by_side(points: list[Point]) -> str:
     ]
     for p in points:
         ratios = per_cpu_ratios(p, "on", "off")
-        on_us, off_us = p.median("on", "server_us_per_request"), p.median("off", "server_us_per_request")
+        on_cpu, off_cpu = median_per_cpu_second(p, "on"), median_per_cpu_second(p, "off")
         lines.append(
             f"| trivial | {p.concurrency} "
             f"| {num(p.median('on', 'rps'), ',.0f')} | {num(p.median('off', 'rps'), ',.0f')} "
-            f"| {num(1e6 / on_us if on_us else None, ',.0f')} | {num(1e6 / off_us if off_us else None, ',.0f')} "
+            f"| {num(on_cpu, ',.0f')} | {num(off_cpu, ',.0f')} "
             f"| {num(statistics.median(ratios) if ratios else None, '.3f')}x | {spread(ratios, '.3f')} |"
         )
     return "\n".join(lines)
@@ -350,16 +369,24 @@ def verdict(points: list[Point], args: argparse.Namespace) -> tuple[float | None
             f"{lowest:.3f}x (the {TARGET}x target is about all three)"
         )
     word = "meets" if lowest >= TARGET else "is BELOW"
+    # Single rounds scatter by about ±5% (see --calibrate): a median of a few says little.
+    caveat = f" (only {args.runs} round(s) per point: a smoke run, not a verdict)" if args.runs < MIN_ROUNDS else ""
     return lowest, (
-        f"verdict: lowest side-by-side median on/off requests per CPU-second {lowest:.3f}x {word} the {TARGET}x target"
+        f"verdict: lowest side-by-side median on/off requests per CPU-second {lowest:.3f}x {word} the "
+        f"{TARGET}x target{caveat}"
     )
 
 
 def summarize(
-    side: list[Point], alone: list[Point], counted: dict[str, float], args: argparse.Namespace, pinned: bool
+    said: str | None,
+    side: list[Point],
+    alone: list[Point],
+    counted: dict[str, float],
+    args: argparse.Namespace,
+    pinned: bool,
 ) -> list[str]:
+    """The notes under the tables; ``said`` is :func:`verdict`'s."""
     notes: list[str] = []
-    _, said = verdict(side, args)
     if said is not None:
         notes.append(said)
     elif not side:
@@ -474,10 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     if alone:
         tables["alone"] = render_table(alone, labels)
     diagnostics = render_diagnostics([*side, *alone], labels)
-    notes = summarize(side, alone, counted, args, server_cpus is not None)
+    lowest, said = verdict(side, args)
+    notes = summarize(said, side, alone, counted, args, server_cpus is not None)
     print_results(*tables.values(), diagnostics, notes=notes)
 
-    lowest, _ = verdict(side, args)
     report = {
         "command": command_line("bench.production", argv),
         "started": timestamp(started),
