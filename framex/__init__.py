@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# `framex.plugin` first: it imports `framex.calls`, which needs the container, which
-# needs `framex.plugin`'s submodules.
-from framex.plugin import call_plugin_api, get_plugin_config  # isort: skip
+from framex.calls import call_plugin_api, get_plugin_config
 from framex.consts import API_STR, VERSION
-from framex.container import Container, create_container, get_container, use_container
+from framex.container import Container, create_container
+from framex.context import get_container, use_container
 from framex.errors import FrameXError
 from framex.plugin.base import BasePlugin
 from framex.plugin.decorators import on_register, on_request

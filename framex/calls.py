@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from framex.config import validate_plugin_config
-from framex.container import get_container
-from framex.plugin.registry import current_plugin
+from framex.context import current_plugin, get_container
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,7 +21,8 @@ async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
     Dicts passed for pydantic-model parameters are validated into the model. A plugin
     may only call APIs listed in its ``required_remote_apis`` (and its own).
     """
-    registry = get_container().registry()
+    runtime = get_container().runtime()
+    registry = runtime.registry
     registry.load_configured()
     api = registry.get_api(api_name)
     registry.check_declared(current_plugin.get(), api, api_name)
@@ -40,8 +40,9 @@ async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
         value = arguments.get(name)
         if value is not None and not isinstance(value, model):
             arguments[name] = model.model_validate(value)
-    await registry.start()
-    return await registry.invoke(api, arguments)
+    if not runtime.started:
+        await runtime.start()
+    return await runtime.invoke(api, arguments)
 
 
 def get_plugin_config(plugin_name: str, config_class: type[M]) -> M:

@@ -50,8 +50,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(container: Any) -> None:
-    registry = container.registry()
-    registry.freeze()
+    runtime = container.runtime()
+    runtime.freeze()  # loads and instantiates what the settings list, as serving does
+    registry = runtime.registry
     for plugin in registry.plugins.values():
         meta = plugin.metadata
         print(f"plugin {plugin.name} {meta.version} ({plugin.module.__name__})")
@@ -60,7 +61,7 @@ def _check(container: Any) -> None:
                 print(f"  {','.join(api.spec.methods):<7} {api.path}")
             if api.is_func:
                 print(f"  {'FUNC':<7} {api.name}")
-    print(f"ok: {len(registry.plugins)} plugin(s), {len(registry.apis)} API(s), adapter {container.config.adapter()}")
+    print(f"ok: {len(registry.plugins)} plugin(s), {len(registry.apis)} API(s), adapter {container.settings().adapter}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Plugins are named by module path relative to the project, as with `python -m`.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from framex.container import create_container, use_container
+    from framex.container import create_container
+    from framex.context import use_container
 
     try:
         container = create_container(args.config, **_overrides(args))

@@ -1,26 +1,44 @@
-"""The dependency-injection container that wires one FrameX service.
+"""The dependency-injection container: the table of contents of one FrameX service.
 
-``Container.adapter`` is a ``providers.Selector`` keyed by the ``adapter`` setting;
-``registry`` holds the plugins and ``app`` the FastAPI application built from both.
-Framework code reaches the active container with :func:`get_container`; an app made by
-:func:`framex.create_app` makes its own container active while it handles a request,
-so two containers in one process never see each other's plugins or adapter.
+Every part of a service is a provider here, wired from one validated ``Settings``:
+the execution adapter (a ``Selector`` keyed by the ``adapter`` setting), what is loaded
+(``registry``) and running (``runtime``), the request cache, the loop watchdog and the
+marks it reads, metrics and the access records, the ``@on_proxy`` function table, and
+the FastAPI ``app`` built from them. Override any of them the dependency-injector way
+(``with container.adapter.override(fake): ...``); ``close_container`` releases what
+they hold. Which container is *active* is :mod:`framex.context`'s business.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from contextvars import ContextVar, Token
-from types import TracebackType
 from typing import Any
 
 from dependency_injector import containers, providers
 
 from framex.adapters.base import Adapter
 from framex.adapters.local import LocalAdapter
-from framex.config import Settings, load_settings, validate_settings
+from framex.config import CacheSettings, Settings, load_settings
+from framex.context import activate, deactivate, get_container, set_default_factory, use_container
+from framex.http.app import build_app
+from framex.http.cache import RequestCache
+from framex.http.marks import RouteMarks
+from framex.http.metrics import call_observer, metrics_for
+from framex.http.observability import RequestRecords
+from framex.http.watchdog import watchdog_for
+from framex.plugin.proxy import ProxyFunctions
 from framex.plugin.registry import PluginRegistry
+from framex.plugin.runtime import PluginRuntime
+
+__all__ = [
+    "Container",
+    "activate",
+    "close_container",
+    "create_container",
+    "deactivate",
+    "get_container",
+    "use_container",
+]
 
 
 def _ray_adapter(settings: Settings) -> Adapter:
@@ -30,30 +48,78 @@ def _ray_adapter(settings: Settings) -> Adapter:
     return RayAdapter(settings)
 
 
-def _app(container: Container) -> Any:
-    from framex.http.app import build_app
+def _adapter_name(settings: Settings) -> str:
+    return settings.adapter
 
-    return build_app(container)
+
+def _request_cache(settings: CacheSettings) -> RequestCache | None:
+    return RequestCache(settings) if settings.enabled else None
 
 
 class Container(containers.DeclarativeContainer):
-    """Wires settings, the execution adapter, the plugin registry and the app."""
+    """Wires one service. Build it with :func:`create_container`."""
 
     __self__ = providers.Self()
-    config = providers.Configuration(strict=True)
-    settings = providers.Singleton(validate_settings, config)
+
+    settings = providers.Dependency(instance_of=Settings)
+    """The one validated configuration."""
+
+    adapter_name = providers.Singleton(_adapter_name, settings)
     adapter = providers.Selector(
-        config.adapter,
+        adapter_name,
         local=providers.Singleton(
             LocalAdapter,
-            max_workers=config.local.max_workers,
-            executor=config.local.executor,
-            max_processes=config.local.max_processes,
+            max_workers=settings.provided.local.max_workers,
+            executor=settings.provided.local.executor,
+            max_processes=settings.provided.local.max_processes,
         ),
         ray=providers.Singleton(_ray_adapter, settings=settings),
     )
+    """Runs ``@remote`` work; ``.remote()`` resolves it at every call."""
+
     registry = providers.Singleton(PluginRegistry, settings=settings)
-    app = providers.Singleton(_app, container=__self__)
+    """What is loaded: plugins, their APIs and routes."""
+    runtime = providers.Singleton(PluginRuntime, registry=registry)
+    """Running them: instances, ``on_start`` / ``on_stop``, calls."""
+    proxy_functions = providers.Singleton(ProxyFunctions)
+    """The ``@on_proxy`` functions this service serves, and where the others run."""
+
+    cache = providers.Singleton(_request_cache, settings.provided.cache)
+    """The request cache (None with ``cache.enabled: false``)."""
+    route_marks = providers.Singleton(RouteMarks)
+    """Which route each task on the loop serves, for the watchdog."""
+    watchdog = providers.Singleton(watchdog_for, settings.provided.server.loop_block_warn_ms, route_marks)
+    """The event-loop watchdog (None with ``server.loop_block_warn_ms: 0``); the app's lifespan starts it."""
+    metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog)
+    """Prometheus metrics (None with ``metrics.enabled: false``)."""
+    call_observer = providers.Singleton(call_observer, metrics)
+    """Told about every finished ``.remote()`` call (None: nothing is)."""
+    request_records = providers.Singleton(
+        RequestRecords,
+        metrics=metrics,
+        access_log=settings.provided.log.access_log,
+        exclude_paths=settings.provided.log.exclude_paths,
+    )
+    """Finished requests waiting to be counted and logged."""
+    request_ids: providers.Object[Any] = providers.Object(None)
+    """Where a proxy in front gets request ids (Ray Serve's ingress overrides it), or None."""
+    owns_process: providers.Object[bool] = providers.Object(False)
+    """True under ``framex run``: the app may freeze start-up objects out of the GC."""
+
+    app = providers.Singleton(
+        build_app,
+        container=__self__,
+        settings=settings,
+        runtime=runtime,
+        cache=cache,
+        records=request_records,
+        metrics=metrics,
+        watchdog=watchdog,
+        marks=route_marks,
+        request_ids=request_ids,
+        owns_process=owns_process,
+    )
+    """The FastAPI application, built once from the providers above."""
 
 
 def create_container(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Container:
@@ -64,81 +130,26 @@ def create_container(config_path: str | os.PathLike[str] | None = None, **overri
     with ``__`` (``server__port=9000``) or pass dicts (``server={"port": 9000}``).
     Raises :class:`framex.errors.ConfigError` when the result is invalid.
     """
-    settings = load_settings(config_path, overrides)
-    container = Container()
-    container.config.from_dict(settings.model_dump())
-    return container
+    return container_of(load_settings(config_path, overrides))
 
 
-_active: ContextVar[Container | None] = ContextVar("framex_active_container", default=None)
-_default: Container | None = None
-_default_lock = threading.Lock()
-
-
-def get_container() -> Container:
-    """The active container: the one serving this request or set by :func:`use_container`.
-
-    Without either, a default container is built once from the default configuration.
-    """
-    container = _active.get()
-    if container is not None:
-        return container
-    container = _default
-    if container is None:
-        with _default_lock:
-            if _default is None:
-                _set_default(create_container())
-            container = _default
-    assert container is not None
-    return container
-
-
-def _set_default(container: Container | None) -> None:
-    global _default
-    _default = container
-
-
-class use_container:  # noqa: N801 - used like a function: `use_container(c)` / `with use_container(c):`
-    """Make ``container`` the active one.
-
-    Called plainly it becomes the process-wide default; used as a context manager it is
-    active inside the block (for this task or thread) and the previous default returns
-    after it.
-    """
-
-    def __init__(self, container: Container) -> None:
-        self.container = container
-        self._previous = _default
-        self._token: Token[Container | None] | None = None
-        _set_default(container)
-
-    def __enter__(self) -> Container:
-        self._token = _active.set(self.container)
-        return self.container
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._token is not None:
-            _active.reset(self._token)
-            self._token = None
-        _set_default(self._previous)
-
-
-def activate(container: Container) -> Token[Container | None]:
-    """Make ``container`` active in the current context; undo with :func:`deactivate`."""
-    return _active.set(container)
-
-
-def deactivate(token: Token[Container | None]) -> None:
-    _active.reset(token)
+def container_of(settings: Settings) -> Container:
+    """A container wired from ``settings`` as they are."""
+    return Container(settings=settings)
 
 
 def close_container(container: Container) -> None:
-    """Release the container's adapter resources (thread pools, Ray connections)."""
-    # Adapters are cheap to construct (pools and Ray start lazily), so asking the
-    # selected provider for its instance never starts anything just to close it.
-    selected = container.adapter.providers.get(container.config.adapter())
+    """Release what the container's providers hold (thread pools, the watchdog's thread, Ray
+    connections) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
+    # Adapters and the watchdog are cheap to make (pools, threads and Ray start on first
+    # use), so asking for them never starts anything just to close it.
+    selected = container.adapter.providers.get(container.settings().adapter)
     if selected is not None:
         selected().close()
+    watchdog = container.watchdog()
+    if watchdog is not None:
+        watchdog.stop()
     container.reset_singletons()
+
+
+set_default_factory(create_container)

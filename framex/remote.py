@@ -1,7 +1,8 @@
 """``@remote()``: one call form, ``await f.remote(...)``, whatever backend runs the work.
 
-The backend (adapter) is looked up in the active container at every call, so
-overriding ``container.adapter`` takes effect on the next call without re-decorating.
+The backend (adapter) is looked up in the active container (:mod:`framex.context`) at
+every call, so overriding ``container.adapter`` takes effect on the next call without
+re-decorating.
 Shapes are told apart with the descriptor protocol: a plain function, a method bound
 to an instance, a classmethod (``@classmethod`` above or below ``@remote()``) and a
 staticmethod all work; ``f(...)`` stays a plain direct call.
@@ -19,10 +20,13 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from framex.container import get_container
+from framex.context import get_container
 from framex.errors import RemoteTimeoutError
+
+if TYPE_CHECKING:
+    from framex.adapters.base import Adapter
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -123,13 +127,13 @@ class _Callable:
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ValueError(f"map(concurrency={concurrency!r}): give a whole number >= 1, or None.")
         if concurrency is None or concurrency >= len(calls):
-            adapter = _adapter()
-            call_many = getattr(adapter, "call_many", None)
-            if call_many is not None and fn.opts is DEFAULT_OPTIONS:
-                observer = _observers.get(get_container()) if _observing else None
+            if fn.opts is DEFAULT_OPTIONS:
+                container = get_container()
+                adapter: Adapter = container.adapter()
+                observer: CallObserver | None = container.call_observer()
                 if observer is not None:
                     return await _observed_many(observer, fn, adapter, calls, return_exceptions)
-                return list(await call_many(fn, calls, return_exceptions))
+                return list(await adapter.call_many(fn, calls, return_exceptions))
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
 
@@ -239,42 +243,32 @@ class BoundRemote(_Callable):
         return f"<bound remote {self.fn.func.__qualname__} of {self.__self__!r}>"
 
 
-def _adapter() -> Any:
-    return get_container().adapter()
-
-
 CallObserver = Callable[["RemoteFunction[..., Any]", str, float, BaseException | None], None]
-"""``observer(fn, backend, seconds, error)``: told about every finished ``.remote()`` call."""
+"""``observer(fn, backend, seconds, error)``: told about every finished ``.remote()`` call.
 
-_observers: weakref.WeakKeyDictionary[Any, CallObserver] = weakref.WeakKeyDictionary()
-_observing = False
-"""Whether some container has an observer; while none has, this flag is all `.remote()` checks."""
+A container's ``call_observer`` provider gives one (metrics do) or None."""
 
 
-def observe_calls(container: Any, observer: CallObserver | None) -> None:
-    """Call ``observer`` after each ``.remote()`` call made with ``container`` active; None stops it.
-
-    Metrics use this (``metrics.enabled``). The container is held weakly. Generator
-    streams are not observed.
-    """
-    global _observing
+async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    container = get_container()
+    adapter: Adapter = container.adapter()
+    observer: CallObserver | None = container.call_observer()
     if observer is None:
-        _observers.pop(container, None)
-    else:
-        _observers[container] = observer
-    _observing = len(_observers) > 0
+        if fn.opts is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
+            return await adapter.call(fn, args, kwargs)
+        return await _gated(fn, adapter, args, kwargs)
+    start = time.perf_counter()
+    try:
+        result = await _gated(fn, adapter, args, kwargs)
+    except Exception as exc:
+        observer(fn, adapter.name, time.perf_counter() - start, exc)
+        raise
+    observer(fn, adapter.name, time.perf_counter() - start, None)
+    return result
 
 
-async def _call(
-    fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], observed: bool = False
-) -> Any:
-    if _observing and not observed:
-        observer = _observers.get(get_container())
-        if observer is not None:
-            return await _observed_call(observer, fn, args, kwargs)
-    adapter = _adapter()
-    options = fn.opts
-    if options is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
+async def _gated(fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if fn.opts is DEFAULT_OPTIONS:
         return await adapter.call(fn, args, kwargs)
     gate = fn.limit()
     if gate is None:
@@ -283,47 +277,32 @@ async def _call(
         return await _with_deadline(fn, adapter, args, kwargs)
 
 
-async def _observed_call(
-    observer: CallObserver, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    backend = getattr(_adapter(), "name", "unknown")
-    start = time.perf_counter()
-    try:
-        result = await _call(fn, args, kwargs, True)
-    except Exception as exc:
-        observer(fn, backend, time.perf_counter() - start, exc)
-        raise
-    observer(fn, backend, time.perf_counter() - start, None)
-    return result
-
-
 async def _observed_many(
     observer: CallObserver,
     fn: RemoteFunction[..., Any],
-    adapter: Any,
+    adapter: Adapter,
     calls: list[tuple[Any, ...]],
     return_exceptions: bool,
 ) -> list[Any]:
     # One fan-out in one adapter call: its items run together, so each is counted with
     # the fan-out's time; when it raises, every item counts as failed (the caller gets
     # no result of any).
-    backend = getattr(adapter, "name", "unknown")
     start = time.perf_counter()
     try:
         results = list(await adapter.call_many(fn, calls, return_exceptions))
     except Exception as exc:
         seconds = time.perf_counter() - start
         for _ in calls:
-            observer(fn, backend, seconds, exc)
+            observer(fn, adapter.name, seconds, exc)
         raise
     seconds = time.perf_counter() - start
     for result in results:
-        observer(fn, backend, seconds, result if return_exceptions and isinstance(result, Exception) else None)
+        observer(fn, adapter.name, seconds, result if return_exceptions and isinstance(result, Exception) else None)
     return results
 
 
 async def _with_deadline(
-    fn: RemoteFunction[..., Any], adapter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     timeout = fn.opts.timeout
     if timeout is None:
@@ -341,11 +320,11 @@ async def _with_deadline(
 
 
 async def _with_retries(
-    fn: RemoteFunction[..., Any], adapter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     options = fn.opts
     # Ray re-runs failed tasks itself (see the Ray adapter); other backends retry here.
-    attempts = 1 if getattr(adapter, "retries_tasks", False) else options.retries + 1
+    attempts = 1 if adapter.retries_tasks else options.retries + 1
     for attempt in range(1, attempts + 1):
         try:
             return await adapter.call(fn, args, kwargs)
@@ -379,7 +358,7 @@ async def _bounded(
 
 
 async def _stream(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-    adapter = _adapter()
+    adapter: Adapter = get_container().adapter()
     gate = fn.limit()
     if gate is not None:
         await gate.acquire()

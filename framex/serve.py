@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from framex.container import Container, close_container
 from framex.errors import FrameXError
 from framex.logs import configure_logging
-
-if TYPE_CHECKING:
-    from framex.container import Container
 
 
 class _Server(uvicorn.Server):
@@ -30,8 +27,6 @@ class _Server(uvicorn.Server):
 
 def serve(container: Container) -> None:
     """Run the container's app until SIGTERM or Ctrl-C, then stop the plugins and exit."""
-    from framex.container import close_container
-
     settings = container.settings()
     logs = configure_logging(settings.log)  # the one logging set-up: FrameX, uvicorn, plugins
     if settings.adapter == "ray":
@@ -43,8 +38,8 @@ def serve(container: Container) -> None:
 
         serve_on_ray(container)
         return
+    container.owns_process.override(True)
     app = container.app()
-    app.state.framex_freeze_gc = True
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -60,7 +55,7 @@ def serve(container: Container) -> None:
         # uvicorn exits this way when the app's startup fails or the address is taken.
         if exc.code != STARTUP_FAILURE:
             raise
-        error = getattr(app.state, "framex_startup_error", None)
+        error = container.runtime().start_error
         if isinstance(error, FrameXError):
             raise error from None
         raise FrameXError(

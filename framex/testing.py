@@ -11,8 +11,10 @@ in any test suite of a project that depends on FrameX:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
 
 
@@ -38,17 +41,51 @@ class RemoteCall:
 
 @dataclass
 class RecordingAdapter:
-    """A backend for tests: runs every ``@remote`` call inline and records it."""
+    """A backend for tests: runs every ``@remote`` call inline, on the event loop, and records it.
+
+    It implements the whole :class:`framex.adapters.base.Adapter` contract: plain calls,
+    fan-outs (``.map``, one record per item) and generator functions (one record per
+    stream; their items are yielded as the function produces them).
+    """
 
     name: str = "recording"
     calls: list[RemoteCall] = field(default_factory=list)
+    retries_tasks: bool = False
 
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Record the call and run ``fn`` here."""
         self.calls.append(RemoteCall(fn.func.__qualname__, args, dict(kwargs)))
         result = fn.func(*args, **kwargs)
-        if fn.is_async:
+        if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def call_many(
+        self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
+    ) -> list[Any]:
+        """Record and run every call, concurrently."""
+        return list(
+            await asyncio.gather(*(self.call(fn, args, {}) for args in calls), return_exceptions=return_exceptions)
+        )
+
+    async def stream(
+        self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        """Record the call and yield the generator's items."""
+        self.calls.append(RemoteCall(fn.func.__qualname__, args, dict(kwargs)))
+        items = fn.func(*args, **kwargs)
+        if inspect.isasyncgen(items):
+            try:
+                async for item in items:
+                    yield item
+            finally:
+                await items.aclose()
+            return
+        try:
+            for item in items:
+                yield item
+        finally:
+            items.close()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -111,3 +148,7 @@ def framex_adapter(framex_container: Container) -> Iterator[RecordingAdapter]:
     adapter = RecordingAdapter()
     with framex_container.adapter.override(adapter):
         yield adapter
+
+
+if TYPE_CHECKING:
+    _conforms: Adapter = RecordingAdapter()  # mypy checks the contract; never runs

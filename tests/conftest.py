@@ -34,6 +34,16 @@ def _no_framex_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def isolated_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process default container of the test's own (none until it sets or builds one)."""
+    import framex.context
+
+    monkeypatch.setattr(framex.context, "_base", None)
+    monkeypatch.setattr(framex.context, "_sets", [])
+    monkeypatch.setattr(framex.context, "_default", None)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """One private Ray instance for the whole session (2 CPUs, no dashboard, 127.0.0.1)."""

@@ -65,7 +65,7 @@ def test_undeclared_api_is_rejected_inside_a_plugin(framex_client: TestClient) -
 
 
 async def test_undeclared_api_error_message(framex_container: Container) -> None:
-    from framex.plugin.registry import current_plugin
+    from framex.context import current_plugin
 
     registry = framex_container.registry()
     registry.load_configured()

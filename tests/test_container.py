@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import framex
-import framex.container
 from framex import Container, create_app, create_container, get_container, use_container
 from framex.adapters.local import LocalAdapter
 from framex.errors import ConfigError
@@ -35,8 +34,7 @@ def test_create_container_overrides_and_errors(tmp_path: Path) -> None:
         create_container(tmp_path / "missing.yaml")
 
 
-def test_use_container_plain_and_as_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(framex.container, "_default", None)
+def test_use_container_plain_and_as_context(isolated_default: None) -> None:
     first, second = create_container(None), create_container(None)
     use_container(first)
     assert get_container() is first
@@ -45,8 +43,9 @@ def test_use_container_plain_and_as_context(monkeypatch: pytest.MonkeyPatch) -> 
     assert get_container() is first
 
 
-def test_default_container_built_lazily_from_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(framex.container, "_default", None)
+def test_default_container_built_lazily_from_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_default: None
+) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "local.yaml").write_text("server: {title: from-cwd}\n")
     monkeypatch.chdir(tmp_path)
@@ -55,8 +54,7 @@ def test_default_container_built_lazily_from_cwd(tmp_path: Path, monkeypatch: py
     assert get_container() is container
 
 
-def test_run_in_test_mode_returns_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(framex.container, "_default", None)
+def test_run_in_test_mode_returns_the_app(isolated_default: None) -> None:
     app = framex.run(test_mode=True, load_plugins=[f"{FP}.collection.alpha"])
     assert isinstance(app, FastAPI)
     with TestClient(app) as client:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import framex.container
 from framex.container import close_container, create_container, use_container
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +29,10 @@ def blocks(page: Path) -> list[tuple[str | None, str]]:
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: p.name)
-async def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_page_examples_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_default: None
+) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(framex.container, "_default", None)
     before = set(sys.modules)
     container = create_container(ROOT / "config" / "local.yaml")
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}

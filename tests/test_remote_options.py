@@ -52,7 +52,7 @@ def counting(backend: Container) -> Any:
 
 
 def is_ray(container: Container) -> bool:
-    return bool(container.config.adapter() == "ray")
+    return container.settings().adapter == "ray"
 
 
 # -- timeout -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The interface every execution backend implements."""
+"""The contract every execution backend implements."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -10,12 +11,34 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """Runs ``@remote`` functions. Selected by the ``adapter`` config key."""
+    """Runs ``@remote`` functions. Selected by the ``adapter`` setting; ``.remote()`` finds it
+    in the active container at every call."""
 
     name: str
+    """The backend's name, as metrics and messages show it (``local``, ``ray``)."""
+    retries_tasks: bool
+    """True when the backend re-runs failed calls itself (``retries`` / ``retry_on``);
+    False: ``.remote()`` retries around :meth:`call`."""
 
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run ``fn`` with these arguments on this backend and return its result."""
+        ...
+
+    async def call_many(
+        self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
+    ) -> list[Any]:
+        """Run ``fn`` once per argument tuple, all at once; results in order.
+
+        With ``return_exceptions`` a failed call's exception takes its place in the list;
+        without, the first failure is raised.
+        """
+        ...
+
+    def stream(
+        self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        """Run the generator function ``fn`` and yield its items as they are produced;
+        closing the iterator early stops the producer."""
         ...
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import pickle
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +24,7 @@ from framex.adapters.calls import call_by_reference, reference
 from framex.errors import RemoteError
 
 if TYPE_CHECKING:
+    from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
 
 _DONE = object()
@@ -37,6 +38,7 @@ class LocalAdapter:
     """Runs ``@remote`` work in this process (threads) or in local worker processes."""
 
     name = "local"
+    retries_tasks = False
 
     def __init__(
         self,
@@ -94,6 +96,14 @@ class LocalAdapter:
         job = functools.partial(ctx.run, fn.func, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.pool, job)
 
+    async def call_many(
+        self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
+    ) -> list[Any]:
+        """Every call at once (on the loop, the pool or the processes, as :meth:`call` runs one)."""
+        return list(
+            await asyncio.gather(*(self.call(fn, args, {}) for args in calls), return_exceptions=return_exceptions)
+        )
+
     async def _in_process(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         name = fn.func.__qualname__
         pool = self.processes
@@ -131,7 +141,7 @@ class LocalAdapter:
 
     async def stream(
         self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Items of a generator function as they are produced; closing stops the producer."""
         if fn.opts.ray_resources:
             self._warn_ignored(fn)
@@ -176,3 +186,7 @@ def _failed_to_send(exc: BaseException) -> bool:
     if type(cause).__name__ == "_RemoteTraceback" and "in call_by_reference" in str(cause):
         return False
     return isinstance(exc, (pickle.PicklingError, AttributeError, TypeError)) and "pickle" in str(exc).lower()
+
+
+if TYPE_CHECKING:
+    _conforms: Adapter = LocalAdapter()  # mypy checks the contract; never runs

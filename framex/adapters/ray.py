@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 from framex.adapters.calls import (
@@ -27,6 +27,7 @@ from framex.consts import CONFIG_ENV
 from framex.errors import FrameXError, RemoteError
 
 if TYPE_CHECKING:
+    from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
 
 logger = logging.getLogger("framex.ray")
@@ -311,7 +312,7 @@ class RayAdapter:
 
     async def stream(
         self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """A generator function as a Ray streaming task: items arrive as the task yields them."""
         refs = self._task(fn).remote(*args, **kwargs)
         label = fn.func.__qualname__
@@ -335,3 +336,7 @@ class RayAdapter:
 
     def __repr__(self) -> str:
         return f"RayAdapter(address={self.settings.ray.address!r})"
+
+
+if TYPE_CHECKING:
+    _conforms: Adapter = RayAdapter(Settings())  # mypy checks the contract; never runs

@@ -16,17 +16,20 @@ from collections.abc import AsyncIterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from dependency_injector import providers
 from ray import serve as _serve
 from starlette.exceptions import HTTPException
 
 from framex.adapters.ray import start_ray, stop_ray, unwrap_error
-from framex.config import deep_merge
-from framex.container import Container, use_container
+from framex.config import deep_merge, validate_settings
+from framex.container import Container, container_of
+from framex.context import use_container
 from framex.errors import FrameXError, PluginDefinitionError
 from framex.logs import configure_replica_logging
 from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
+from framex.plugin.runtime import PluginRuntime
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -49,8 +52,7 @@ def streams(api: PluginApi) -> bool:
 
 
 def _replica_container(settings_doc: dict[str, Any]) -> Container:
-    container = Container()
-    container.config.from_dict(settings_doc)
+    container = container_of(validate_settings(settings_doc, "the settings the driver shipped"))
     use_container(container)  # the replica's process default: plugin code finds it anywhere
     configure_replica_logging(container.settings().log)
     return container
@@ -123,26 +125,28 @@ class PluginReplica:
         self, settings_doc: dict[str, Any], plugin: str, class_name: str
     ) -> None:
         container = _replica_container(settings_doc)
-        registry: PluginRegistry = container.registry()
+        runtime: PluginRuntime = container.runtime()
+        registry = runtime.registry
         registry.load_configured()
         classes = [cls for cls, _ in registry.plugins[plugin].classes if cls.__name__ == class_name]
-        registry.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
-        await registry.start()
+        runtime.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
+        await runtime.start()
+        self.runtime = runtime
         self.registry = registry
 
     async def __del__(self) -> None:
         # Ray Serve awaits this when it stops the replica: the plugin's `on_stop`.
-        await self.registry.stop()
+        await self.runtime.stop()
 
     async def call(self, api_name: str, kwargs: dict[str, Any]) -> Any:
         try:
-            return await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+            return await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
         except HTTPException as exc:
             raise InTransitHTTPError.wrap(exc) from None
 
     async def stream(self, api_name: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         try:
-            items = await self.registry.invoke(self.registry.get_api(api_name), kwargs)
+            items = await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
             if hasattr(items, "__aiter__"):
                 async for item in items:
                     yield item
@@ -161,12 +165,10 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> Any:
         container = _replica_container(self.settings_doc)
-        registry: PluginRegistry = container.registry()
-        registry.load_configured()
-        registry.forward_classes(HandleForwarder(container.settings().ray.app_name))
-        app = container.app()
-        app.state.framex_request_id = _serve_request_id
-        return app
+        container.runtime().forward_classes(HandleForwarder(container.settings().ray.app_name))
+        # Serve's proxy assigns request ids and returns them in the header itself.
+        container.request_ids.override(providers.Object(_serve_request_id))
+        return container.app()
 
 
 def _serve_request_id() -> str | None:

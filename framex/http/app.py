@@ -3,61 +3,75 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
 
+from framex.config import Settings
 from framex.consts import API_STR, VERSION
-from framex.container import activate
+from framex.context import activate
 from framex.http.auth import install_auth
+from framex.http.cache import RequestCache, cache_layer
 from framex.http.cors import install_cors
 from framex.http.envelope import envelope_response
 from framex.http.errors import install_error_handlers
 from framex.http.external import install_external_routes
 from framex.http.limits import install_body_limit
-from framex.http.observability import install_observability
+from framex.http.marks import RouteMarks
+from framex.http.metrics import Metrics
+from framex.http.observability import RequestRecords, install_observability
+from framex.http.pipeline import Pipeline
 from framex.http.routes import add_api_route
-from framex.http.watchdog import start_watchdog
+from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from framex.container import Container
+    from framex.plugin.runtime import PluginRuntime
 
 
-def build_app(container: Container) -> FastAPI:
-    """Assemble the app: built-in routes, then every HTTP API of the loaded plugins."""
-    settings = container.settings()
-    registry = container.registry()
-    registry.freeze()
+def build_app(
+    container: Container,
+    settings: Settings,
+    runtime: PluginRuntime,
+    cache: RequestCache | None,
+    records: RequestRecords,
+    metrics: Metrics | None,
+    watchdog: LoopWatchdog | None,
+    marks: RouteMarks,
+    request_ids: Callable[[], str | None] | None = None,
+    owns_process: bool = False,
+) -> FastAPI:
+    """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
+    API of the loaded plugins.
+
+    ``request_ids`` gives the id a proxy in front assigned (Ray Serve's); ``owns_process``
+    (``framex run``) keeps what start-up built out of the garbage collector's passes.
+    """
+    registry = runtime.registry
+    runtime.freeze()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         activate(container)  # the lifespan runs in a task of its own
-        try:
-            await registry.start()
-        except Exception as exc:
-            app.state.framex_startup_error = exc  # for `framex run` to report after the server gives up
-            raise
-        if getattr(app.state, "framex_freeze_gc", False):
+        await runtime.start()  # a failure is kept as `runtime.start_error` for `framex run`
+        if owns_process:
             # What start-up built lives as long as the process: keep it out of the
             # collector's full passes, which otherwise show up as latency spikes.
             gc.freeze()
-        watchdog = None
         try:
-            # Warns when a handler blocks the loop: a thread of its own, nothing per request.
-            watchdog = start_watchdog(settings.server.loop_block_warn_ms, app.routes)
-            app.state.framex_watchdog = watchdog
+            if watchdog is not None:
+                # Warns when a handler blocks the loop: a thread of its own, nothing per request.
+                watchdog.start(app.routes)
             yield
         finally:
             # Served requests not yet counted and logged (the server has finished serving).
-            observability = getattr(app.state, "framex_observability", None)
-            if observability is not None:
-                observability.record()
+            records.record()
             if watchdog is not None:
                 watchdog.stop()
-            await registry.stop()
+            await runtime.stop()
 
     app = FastAPI(
         title=settings.server.title,
@@ -68,16 +82,19 @@ def build_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # The proxy's mirrored routes, as they are found; first, so the middleware added next wraps them.
-    if registry.has_proxy:
+    # Routes of APIs that plugins find when they start, as they are found; first, so the
+    # middleware added next wraps them.
+    if registry.discovering:
         install_external_routes(app, registry)
     install_body_limit(app, settings.server.max_body_bytes)  # innermost: route errors reach the handlers
     install_auth(app, settings.auth)  # first: middleware added later wraps it, so it sees the 401s
     install_cors(app, settings.server.cors)  # after auth: preflights need no key, 401s get CORS headers
     # Plugin routes first: they carry the traffic, and routes are matched in order.
+    pipeline = Pipeline(container, runtime, marks if watchdog is not None else None)
+    cached = cache_layer(cache, settings.cache)
     for api in registry.apis:
         if api.is_http:
-            add_api_route(app, container, api)
+            add_api_route(app, pipeline, api, cached if api.spec.options.get("cache") is not None else None)
 
     @app.get("/health", response_class=PlainTextResponse, tags=["service"])
     async def health() -> str:
@@ -101,6 +118,7 @@ def build_app(container: Container) -> FastAPI:
 
     # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
     # request id, is timed, counted and logged; the metrics route comes after the others.
-    install_observability(app, container)
-    app.state.framex_container = container
+    install_observability(
+        app, records, metrics, settings.metrics.path, request_ids, marks if watchdog is not None else None
+    )
     return app

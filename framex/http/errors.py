@@ -27,6 +27,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 REQUEST_ID_SCOPE_KEY = "framex.request_id"
 """The ASGI scope key where the observability middleware keeps the id it gave the request."""
+PROXY_ID_SCOPE_KEY = "framex.request_id_from_proxy"
+"""Set in the scope when a proxy in front (Ray Serve's) assigned the id and sends the header itself."""
 
 
 def safe_request_id(value: str | None) -> str | None:
@@ -45,15 +47,12 @@ def request_id(request: Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER)
     if given is not None and _SAFE_ID.fullmatch(given):
         return given
-    # Behind Ray Serve, its proxy assigns the id (and returns it in the header).
-    source = getattr(request.app.state, "framex_request_id", None)
-    rid = source() if source is not None else None
-    return rid if isinstance(rid, str) and _SAFE_ID.fullmatch(rid) else uuid.uuid4().hex
+    return uuid.uuid4().hex
 
 
 def request_id_headers(request: Request, rid: str) -> dict[str, str] | None:
     """The ``X-Request-ID`` response header, unless a proxy in front already sets it."""
-    if getattr(request.app.state, "framex_request_id", None) is not None:
+    if request.scope.get(PROXY_ID_SCOPE_KEY):
         return None
     return {REQUEST_ID_HEADER: rid}
 

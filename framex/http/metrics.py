@@ -12,7 +12,6 @@ in-flight count and the watchdog's counters then.
 
 from __future__ import annotations
 
-import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,7 @@ from starlette.responses import Response
 from framex.errors import RemoteTimeoutError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
+    from framex.http.watchdog import LoopWatchdog
     from framex.remote import RemoteFunction
 
 UNMATCHED = "<unmatched>"
@@ -84,7 +82,7 @@ class _Calls:
 class Metrics:
     """The metrics of one app, the hooks that feed them, and their exposition."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, watchdog: LoopWatchdog | None = None) -> None:
         self.in_flight = 0
         """HTTP requests being served (updated by the middleware)."""
         self._requests: dict[tuple[str, str, int], _Requests] = {}
@@ -93,7 +91,7 @@ class Metrics:
         self.before_collect: Callable[[], None] | None = None
         """Called before the series are read (the HTTP middleware records finished requests)."""
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(self, app))
+        self.registry.register(_Collector(self, watchdog))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -113,7 +111,7 @@ class Metrics:
     def observe_call(
         self, fn: RemoteFunction[..., Any], backend: str, seconds: float, error: BaseException | None
     ) -> None:
-        """Count one ``.remote()`` call (the hook :func:`framex.remote.observe_calls` calls)."""
+        """Count one ``.remote()`` call (the container's ``call_observer``)."""
         key = (fn.func, backend)
         entry = self._calls.get(key)
         if entry is None:
@@ -166,16 +164,14 @@ class Metrics:
 class _Collector(Collector):
     """Hands ``metrics``' series and the watchdog's counters to the registry at scrape time."""
 
-    def __init__(self, metrics: Metrics, app: FastAPI) -> None:
+    def __init__(self, metrics: Metrics, watchdog: LoopWatchdog | None) -> None:
         self._metrics = metrics
-        # A weak reference: the metrics must not keep the app (and its container) alive.
-        self._app = weakref.ref(app)
+        self._watchdog = watchdog
 
     def collect(self) -> Iterable[Metric]:
         yield from self._metrics.families()
-        app = self._app()
-        watchdog = getattr(app.state, "framex_watchdog", None) if app is not None else None
-        if watchdog is not None:  # None: `server.loop_block_warn_ms: 0`, or before start-up
+        watchdog = self._watchdog
+        if watchdog is not None:  # None: `server.loop_block_warn_ms: 0`
             yield CounterMetricFamily(
                 "framex_event_loop_blocked",
                 "Episodes in which the event loop was blocked past the watchdog's threshold.",
@@ -195,3 +191,15 @@ def metrics_endpoint(metrics: Metrics) -> Any:
         return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return serve_metrics
+
+
+def metrics_for(enabled: bool, watchdog: LoopWatchdog | None) -> Metrics | None:
+    """The metrics of a service, or None when ``metrics.enabled`` is off."""
+    return Metrics(watchdog) if enabled else None
+
+
+def call_observer(
+    metrics: Metrics | None,
+) -> Callable[[RemoteFunction[..., Any], str, float, BaseException | None], None] | None:
+    """What ``.remote()`` tells about each finished call: the metrics' counter, or None."""
+    return metrics.observe_call if metrics is not None else None

@@ -34,16 +34,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from framex.http.errors import REQUEST_ID_SCOPE_KEY, safe_request_id
+from framex.http.errors import PROXY_ID_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, safe_request_id
+from framex.http.marks import RouteMarks
 from framex.http.metrics import UNMATCHED, Metrics, metrics_endpoint
 from framex.logs import REQUEST_ID, sole_handler
-from framex.remote import observe_calls
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.datastructures import State
-
-    from framex.container import Container
 
 access_logger = logging.getLogger("framex.access")
 logger = logging.getLogger("framex.http")
@@ -56,7 +53,6 @@ closed): the next request records what is pending."""
 
 _HEADER = b"x-request-id"
 _ACCESS_MESSAGE = "%s %s %d %.2f ms"
-_UNRESOLVED: Any = object()
 
 
 def new_request_id() -> str:
@@ -112,87 +108,31 @@ _Finished = tuple[str, str, "BaseRoute | None", str, str, "str | None", int, flo
 status, seconds taken, end (``perf_counter``), request id."""
 
 
-class ObservabilityMiddleware:
-    """See the module docstring. ``metrics`` None: no counting; ``access_log`` False: no lines."""
+class RequestRecords:
+    """Finished requests of one app, waiting for the pass that counts and logs them.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        state: State,
-        routes: list[BaseRoute],
-        metrics: Metrics | None,
-        access_log: bool,
-        exclude_paths: Iterable[str] = (),
-    ) -> None:
-        self.app = app
+    ``metrics`` None: no counting; ``access_log`` False: no lines. A provider of the
+    container; the middleware notes requests into it, a metrics scrape and the app's
+    shutdown :meth:`record` what waits.
+    """
+
+    def __init__(self, metrics: Metrics | None, access_log: bool, exclude_paths: Iterable[str] = ()) -> None:
         self.metrics = metrics
         self.access_log = access_log
         self.exclude_paths = frozenset(exclude_paths)
         self.observing = metrics is not None or access_log
-        self._state = state
-        self._routes = routes
-        self._proxy_ids: Any = _UNRESOLVED
+        self.routes: list[BaseRoute] = []
+        """The app's routes, to label requests answered before routing (set when the app is built)."""
         # A deque: `record` may run in another thread (a scrape from a test), and
         # `append`/`popleft` are atomic.
         self._finished: deque[_Finished] = deque()
         self._pass_due = -math.inf
         """When the planned pass is late (-inf: none planned, the next request plans one)."""
-        state.framex_observability = self
         if metrics is not None:
             metrics.before_collect = self.record
 
-    def _resolve_proxy_ids(self) -> Callable[[], str | None] | None:
-        # Behind Ray Serve the proxy assigns ids and sends the header itself; the ingress
-        # sets this on the app state after building the app, so it is read at the first
-        # request (once: the state does not change while serving).
-        source: Callable[[], str | None] | None = getattr(self._state, "framex_request_id", None)
-        self._proxy_ids = source
-        return source
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = perf_counter()
-        proxy_ids = self._proxy_ids
-        if proxy_ids is _UNRESOLVED:
-            proxy_ids = self._resolve_proxy_ids()
-        rid = _given_id(scope)
-        if rid is None:
-            rid = (proxy_ids is not None and safe_request_id(proxy_ids())) or new_request_id()
-        scope[REQUEST_ID_SCOPE_KEY] = rid
-        token = REQUEST_ID.set(rid)
-        root = scope.get("root_path", "")
-        header = (_HEADER, rid.encode("ascii")) if proxy_ids is None else None
-        status = 0
-
-        # Not `async def`: handing on the awaitable of `send` saves a coroutine per message.
-        def send_with_id(message: Message) -> Awaitable[None]:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if header is not None:
-                    message = _with_request_id(message, header)
-            return send(message)
-
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
-            if self.observing:
-                # No status: an exception, which Starlette's ServerErrorMiddleware (around
-                # this one) answers with a 500.
-                self._note_finished(scope, root, status or 500, start, rid)
-        # Not reset after an exception: the error's log records (ours and the server's)
-        # carry the id too; the request's task ends with them.
-        REQUEST_ID.reset(token)
-
-    def _note_finished(self, scope: Scope, root: str, status: int, start: float, rid: str) -> None:
+    def note(self, scope: Scope, root: str, status: int, start: float, rid: str) -> None:
+        """Note a finished request for the next pass."""
         if self.metrics is None and (
             scope["path"] in self.exclude_paths or not access_logger.isEnabledFor(logging.INFO)
         ):
@@ -279,7 +219,7 @@ class ObservabilityMiddleware:
 
     def _match(self, scope: Scope) -> BaseRoute | None:
         partial = None
-        for route in self._routes:
+        for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
                 return route
@@ -288,23 +228,88 @@ class ObservabilityMiddleware:
         return partial
 
 
-def install_observability(app: FastAPI, container: Container) -> None:
-    """Metrics (when ``metrics.enabled``: the route, the ``@remote`` hook) and the middleware.
+class ObservabilityMiddleware:
+    """See the module docstring. ``records`` takes the finished requests; ``proxy_ids``
+    gives the id a proxy in front assigned (Ray Serve), if any; ``marks`` (the loop
+    watchdog's) name the route each request's task serves."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        records: RequestRecords,
+        proxy_ids: Callable[[], str | None] | None = None,
+        marks: RouteMarks | None = None,
+    ) -> None:
+        self.app = app
+        self.records = records
+        self.metrics = records.metrics
+        self.observing = records.observing
+        self.proxy_ids = proxy_ids
+        self.marks = marks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        proxy_ids = self.proxy_ids
+        rid = _given_id(scope)
+        if rid is None:
+            rid = (proxy_ids is not None and safe_request_id(proxy_ids())) or new_request_id()
+        scope[REQUEST_ID_SCOPE_KEY] = rid
+        token = REQUEST_ID.set(rid)
+        root = scope.get("root_path", "")
+        if proxy_ids is None:
+            header: tuple[bytes, bytes] | None = (_HEADER, rid.encode("ascii"))
+        else:
+            header = None
+            scope[PROXY_ID_SCOPE_KEY] = True
+        status = 0
+
+        # Not `async def`: handing on the awaitable of `send` saves a coroutine per message.
+        def send_with_id(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if header is not None:
+                    message = _with_request_id(message, header)
+            return send(message)
+
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+        marks = self.marks
+        marked = marks.mark(scope) if marks is not None else None
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if marks is not None and marked is not None:
+                marks.unmark(marked)
+            if metrics is not None:
+                metrics.in_flight -= 1
+            if self.observing:
+                # No status: an exception, which Starlette's ServerErrorMiddleware (around
+                # this one) answers with a 500.
+                self.records.note(scope, root, status or 500, start, rid)
+        # Not reset after an exception: the error's log records (ours and the server's)
+        # carry the id too; the request's task ends with them.
+        REQUEST_ID.reset(token)
+
+
+def install_observability(
+    app: FastAPI,
+    records: RequestRecords,
+    metrics: Metrics | None,
+    metrics_path: str,
+    proxy_ids: Callable[[], str | None] | None,
+    marks: RouteMarks | None,
+) -> None:
+    """The metrics route (when ``metrics`` is given) and the middleware.
 
     Call it last in ``build_app``: the middleware added last is the outermost.
     """
-    settings = container.settings()
-    metrics = None
-    if settings.metrics.enabled:
-        metrics = Metrics(app)
-        app.state.framex_metrics = metrics
-        app.add_route(settings.metrics.path, metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
-        observe_calls(container, metrics.observe_call)
-    app.add_middleware(
-        ObservabilityMiddleware,
-        state=app.state,
-        routes=app.router.routes,
-        metrics=metrics,
-        access_log=settings.log.access_log,
-        exclude_paths=settings.log.exclude_paths,
-    )
+    if metrics is not None:
+        app.add_route(metrics_path, metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
+    records.routes = app.router.routes
+    app.add_middleware(ObservabilityMiddleware, records=records, proxy_ids=proxy_ids, marks=marks)

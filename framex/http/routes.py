@@ -1,25 +1,21 @@
-"""Turning plugin APIs into FastAPI routes."""
+"""Turning plugin APIs into FastAPI routes: the documented signature, the route options,
+and the endpoint from the request pipeline."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
-from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
-from framex.http.cache import cached_endpoint
-from framex.http.envelope import ValidationErrorEnvelope, envelope_model, result_response
-from framex.http.errors import internal_error, request_id, request_id_headers
-from framex.http.streaming import SSE_MEDIA_TYPE, sse_stream
+from framex.http.envelope import ValidationErrorEnvelope, envelope_model
+from framex.http.pipeline import Layer, Pipeline
+from framex.http.streaming import SSE_MEDIA_TYPE
 from framex.plugin.loader import PluginApi
-from framex.plugin.registry import PluginRegistry
 
 logger = logging.getLogger("framex.http")
 
@@ -41,12 +37,15 @@ _FRAMEX_OPTIONS = frozenset({"cache"})
 _REQUEST_PARAM = "_framex_request"
 
 
-def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
-    """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document."""
+def add_api_route(app: FastAPI, pipeline: Pipeline, api: PluginApi, layer: Layer | None = None) -> None:
+    """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document.
+
+    ``layer`` wraps its request pipeline (the cache's, for routes with cache options).
+    """
     assert api.path is not None
     # FastAPI hands the request to one parameter only: reuse the handler's own, if any.
     own = next((p.name for p in api.signature.parameters.values() if p.annotation is Request), None)
-    endpoint = _endpoint(container, api, own)
+    endpoint = pipeline.endpoint(api, own or _REQUEST_PARAM, keep=own is not None, layer=layer)
     params = list(api.signature.parameters.values())
     if own is None:
         params.append(inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
@@ -89,62 +88,3 @@ def add_api_route(app: FastAPI, container: Container, api: PluginApi) -> None:
             app.add_api_route(api.path, endpoint, methods=[method], **kwargs)
     except Exception as exc:
         raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
-
-
-def _endpoint(container: Container, api: PluginApi, own_request: str | None = None) -> Callable[..., Any]:
-    # The endpoint makes its container the active one (so `get_container()`, `@remote`
-    # and `call_plugin_api` in plugin code find it, even with several apps in a process)
-    # and starts the plugins on first use when no lifespan did (a mounted app).
-    if api.spec.options.get("cache") is not None:
-        # Decided once, here: routes without cache options keep the endpoints below untouched.
-        return cached_endpoint(container, api, own_request or _REQUEST_PARAM, keep=own_request is not None)
-    registry: PluginRegistry = container.registry()
-    invoke = registry.invoke
-    label = api.label
-
-    if api.spec.stream:
-
-        async def stream_endpoint(**kwargs: Any) -> Response:
-            request: Request = kwargs[own_request] if own_request else kwargs.pop(_REQUEST_PARAM)
-            token = activate(container)
-            try:
-                if not registry.started:
-                    await registry.start()
-                items = await invoke(api, kwargs)
-            except HTTPException:
-                raise
-            except Exception as exc:
-                return internal_error(request, label, exc)
-            finally:
-                deactivate(token)
-            rid = request_id(request)
-            return StreamingResponse(
-                sse_stream(items, label, rid, container),
-                media_type=SSE_MEDIA_TYPE,
-                headers=request_id_headers(request, rid),
-            )
-
-        return stream_endpoint
-
-    raw = api.spec.raw_response
-    status = int(api.spec.options.get("status_code", 200))
-
-    async def endpoint(**kwargs: Any) -> Response:
-        request: Request = kwargs[own_request] if own_request else kwargs.pop(_REQUEST_PARAM)
-        token = activate(container)
-        try:
-            if not registry.started:
-                await registry.start()
-            result = await invoke(api, kwargs)
-        except HTTPException:
-            raise
-        except Exception as exc:
-            return internal_error(request, label, exc)
-        finally:
-            deactivate(token)
-        try:
-            return result_response(result, raw, status)
-        except Exception as exc:
-            return internal_error(request, f"{label} (serializing its result)", exc)
-
-    return endpoint

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 from starlette.concurrency import iterate_in_threadpool
 
-from framex.container import Container, activate
+from framex.context import activate
+
+if TYPE_CHECKING:
+    from framex.container import Container
+    from framex.http.marks import RouteMarks
 
 logger = logging.getLogger("framex.http")
 
@@ -34,11 +38,30 @@ def _encode(item: Any) -> str:
     return sse_event(item)
 
 
-async def sse_stream(items: Any, label: str, request_id: str, container: Container) -> AsyncIterator[str]:
-    """Encode what a streaming handler produced; an error ends the stream with an error event."""
-    # The body is sent from a task of its own: plugin code running in it sees the app's
-    # container as the active one.
+async def sse_stream(
+    items: Any, label: str, request_id: str, container: Container, marks: RouteMarks | None = None
+) -> AsyncIterator[str]:
+    """Encode what a streaming handler produced; an error ends the stream with an error event.
+
+    ``marks`` (the loop watchdog's) name the stream while it is sent.
+    """
+    # The body may be sent from a task of its own: plugin code running in it sees the
+    # app's container as the active one.
     activate(container)
+    marked = marks.mark(f"{label} (streaming its response)") if marks is not None else None
+    events = _events(items, label, request_id)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        try:
+            await events.aclose()
+        finally:
+            if marks is not None and marked is not None:
+                marks.unmark(marked)
+
+
+async def _events(items: Any, label: str, request_id: str) -> AsyncGenerator[str, None]:
     source: AsyncIterator[Any]
     if hasattr(items, "__aiter__"):
         source = items

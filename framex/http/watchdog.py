@@ -5,7 +5,8 @@ client, a long computation) stalls every other request of the process. The watch
 finds such handlers without touching the request path: a daemon thread asks the loop
 to run a no-op (``call_soon_threadsafe``) every ``threshold / 2`` and times the answer.
 When an answer is later than the threshold, it reads the loop thread's stack
-(``sys._current_frames()``) once, finds the request being handled there, logs one
+(``sys._current_frames()``) once for the blocking line, takes the route from the mark
+the request pipeline put on the running task (:mod:`framex.http.marks`), logs one
 warning on the ``framex.watchdog`` logger and counts the episode; when the loop answers
 again it logs how long the loop was blocked (INFO).
 """
@@ -21,14 +22,14 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from framex.http.streaming import sse_stream
+from framex.http.marks import RouteMarks
 
 logger = logging.getLogger("framex.watchdog")
 
@@ -38,7 +39,6 @@ STOP_TIMEOUT = 5.0
 """How long :meth:`LoopWatchdog.stop` waits for the thread."""
 THREAD_NAME = "framex-watchdog"
 
-_SSE_CODE = sse_stream.__code__
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 _FRAMEX_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,11 +72,12 @@ class BlockReport:
 class LoopWatchdog:
     """Watches one event loop from a daemon thread; see the module docstring.
 
-    Create and :meth:`start` it on the loop's own thread (in a lifespan), :meth:`stop`
-    it there too. ``blocked_events`` counts the episodes noticed so far.
+    :meth:`start` it on the loop's own thread (in a lifespan), :meth:`stop` it there
+    too; it may be started again after a stop (an app served twice). ``marks`` names the
+    route of a blocking request; ``blocked_events`` counts the episodes noticed so far.
     """
 
-    def __init__(self, threshold_ms: int, routes: Iterable[BaseRoute] = ()) -> None:
+    def __init__(self, threshold_ms: int, marks: RouteMarks | None = None) -> None:
         if threshold_ms <= 0:
             raise ValueError("threshold_ms must be > 0")
         self.threshold_ms = threshold_ms
@@ -94,10 +95,10 @@ class LoopWatchdog:
         self.max_blocked_ms = 0.0
         self.blocked_seconds = 0.0
         """Total length of the finished episodes."""
-        self._routes = _route_names(routes)
+        self.marks = marks or RouteMarks()
+        self._routes: dict[CodeType, list[str]] = {}
         self._stopping = False
         self._stop_lock = threading.Lock()  # held until `stop`: the thread sleeps by trying to take it
-        self._stop_lock.acquire()
         self._answered = 0
         self._pong_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,10 +108,18 @@ class LoopWatchdog:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start watching the running loop (call this on the loop's thread)."""
-        if self._thread is not None:
-            raise RuntimeError("this watchdog was started already")
+    def start(self, routes: Iterable[BaseRoute] = ()) -> None:
+        """Start watching the running loop (call this on the loop's thread).
+
+        ``routes`` name a blocked endpoint that runs in a task no request marked.
+        """
+        if self.running:
+            raise RuntimeError("this watchdog is running already")
+        self._routes = _route_names(routes)
+        self._stopping = False
+        self._stop_lock = threading.Lock()
+        self._stop_lock.acquire()
+        self._answered = 0
         self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
         self._idle_codes = _idle_codes(self._loop, sys._getframe())
@@ -118,13 +127,16 @@ class LoopWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (it wakes up at once)."""
+        """Stop the thread and wait for it (it wakes up at once); nothing when not started."""
+        thread = self._thread
+        if thread is None:
+            return
         if not self._stopping:
             self._stopping = True
             self._stop_lock.release()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not threading.current_thread():
             thread.join(STOP_TIMEOUT)
+        self._thread = None
         self._loop = None
 
     @property
@@ -258,28 +270,19 @@ class LoopWatchdog:
             del frame
 
     def _route_of(self, innermost: FrameType) -> str | None:
-        """The route of the request the stack is handling, from the innermost frame that knows it."""
-        stream: str | None = None
+        """The route of the request the loop is handling: the running task's mark, else the
+        endpoint whose code is on the stack."""
+        loop = self._loop
+        route = self.marks.route_of(loop) if loop is not None else None
+        if route is not None:
+            return route
         frame: FrameType | None = innermost
         while frame is not None:
-            code = frame.f_code
-            names = self._routes.get(code)
+            names = self._routes.get(frame.f_code)
             if names is not None:
-                return _endpoint_route(_locals(frame), names)
-            if code is _SSE_CODE and stream is None:
-                # A FrameX stream sending its events, after the endpoint returned.
-                label = _locals(frame).get("label")
-                stream = f"{label} (streaming its response)" if isinstance(label, str) else None
-            elif _has_scope_argument(code):
-                # An ASGI app or middleware (`__call__(self, scope, receive, send)`) running
-                # outside a route endpoint, e.g. a streaming response sending its body.
-                scope = _locals(frame).get("scope")
-                if isinstance(scope, Mapping) and scope.get("type") == "http":
-                    route = _scope_route(scope)
-                    if route is not None:
-                        return f"{route} (streaming its response)" if stream else route
+                return " | ".join(dict.fromkeys(names))
             frame = frame.f_back
-        return stream  # Starlette may send a body from a task of its own: no scope on that stack
+        return None
 
 
 def _idle_codes(loop: asyncio.AbstractEventLoop, here: FrameType | None) -> frozenset[CodeType]:
@@ -326,40 +329,6 @@ def _gil_enabled() -> bool:
     return bool(check()) if check is not None else True
 
 
-def _has_scope_argument(code: CodeType) -> bool:
-    return "scope" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-
-
-def _locals(frame: FrameType) -> Mapping[str, Any]:
-    try:
-        values = frame.f_locals  # a dict on 3.11-3.12, a read-through proxy on 3.13+
-    except Exception:  # pragma: no cover - defensive
-        return {}
-    return values if isinstance(values, Mapping) else {}
-
-
-def _endpoint_route(values: Mapping[str, Any], names: list[str]) -> str:
-    # FrameX endpoints (framex/http/routes.py) have the API as the free variable `api`
-    # and the request in the local `request` once the handler runs; other endpoints
-    # are named by their route.
-    request = values.get("request")
-    scope = getattr(request, "scope", None)
-    route = _scope_route(scope) if isinstance(scope, Mapping) else None
-    if route is None:
-        route = " | ".join(dict.fromkeys(names))
-    api = values.get("api")
-    name = getattr(api, "name", None)
-    return f"{route} ({name})" if isinstance(name, str) else route
-
-
-def _scope_route(scope: Mapping[str, Any]) -> str | None:
-    path = scope.get("path")
-    if not isinstance(path, str):
-        return None
-    method = scope.get("method")
-    return f"{method} {path}" if isinstance(method, str) else path
-
-
 def _is_library(filename: str) -> bool:
     return filename.startswith("<") or os.path.abspath(filename).startswith(_LIBRARY_DIRS)
 
@@ -382,10 +351,6 @@ def _where(frame: FrameType) -> str:
     return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
 
 
-def start_watchdog(threshold_ms: int, routes: Iterable[BaseRoute]) -> LoopWatchdog | None:
-    """A started watchdog of the running loop, or None when ``threshold_ms`` is 0 (off)."""
-    if threshold_ms <= 0:
-        return None
-    watchdog = LoopWatchdog(threshold_ms, routes)
-    watchdog.start()
-    return watchdog
+def watchdog_for(threshold_ms: int, marks: RouteMarks) -> LoopWatchdog | None:
+    """The watchdog of a service (not started), or None when ``threshold_ms`` is 0 (off)."""
+    return LoopWatchdog(threshold_ms, marks) if threshold_ms > 0 else None

@@ -33,6 +33,13 @@ class PluginMetadata(BaseModel):
         description="APIs of other plugins this plugin calls with call_plugin_api (paths or function names).",
     )
     priority: int = Field(0, description="Plugins with a higher priority start first.")
+    discovers_apis: bool = Field(
+        False,
+        description=(
+            "The plugin adds APIs when it starts (found elsewhere, e.g. other services' routes): it starts "
+            "before the plugins that do not, and their `required_remote_apis` HTTP paths are checked after it."
+        ),
+    )
     tags: list[str] = Field(default_factory=list)
     config_class: type[BaseModel] | None = Field(
         None, description="Pydantic model of the plugin's `plugins.<name>` configuration."

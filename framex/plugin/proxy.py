@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import to_json
 
+from framex.context import get_container
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 WIRE = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64", arbitrary_types_allowed=True)
 """bytes travel as base64; everything else the way pydantic writes and reads JSON."""
 
 REMOTE_PATH = "/api/v1/proxy/remote"
+PROXY_ATTR = "__framex_proxy__"
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,60 @@ class ProxyFunction:
     """One field, ``value``: the return annotation (a model's config cannot be set from outside)."""
 
 
-_functions: dict[str, ProxyFunction] = {}
+Placement = Callable[[str], str | None]
+"""The URL of the service that runs the proxy function of this name, or None: run it here."""
+RemoteCall = Callable[[str, ProxyFunction, dict[str, Any]], Awaitable[Any]]
+"""Runs a proxy function on the service at a URL and returns its decoded result."""
 
 
-def proxy_function(name: str) -> ProxyFunction | None:
-    """The ``@on_proxy`` function of that ``module.function`` name, if one was defined."""
-    return _functions.get(name)
+class ProxyFunctions:
+    """The ``@on_proxy`` functions of one service: which it serves, and where the others run.
+
+    A function is found by its ``module.function`` name among the modules this process
+    has imported; nothing is ever imported for a caller. Where functions run is set by
+    the plugin that calls other services (:meth:`place`); until one does, all run here.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[str, ProxyFunction] = {}
+        self._placement: Placement | None = None
+        self._call_remote: RemoteCall | None = None
+
+    def get(self, name: str) -> ProxyFunction | None:
+        """The ``@on_proxy`` function of that ``module.function`` name, if this process defines one."""
+        record = self._found.get(name)
+        if record is None:
+            record = _defined(name)
+            if record is not None:
+                self._found[name] = record
+        return record
+
+    def place(self, placement: Placement, call_remote: RemoteCall) -> None:
+        """Run the functions ``placement`` names a URL for on that service, through ``call_remote``."""
+        self._placement = placement
+        self._call_remote = call_remote
+
+    async def call(self, record: ProxyFunction, kwargs: dict[str, Any]) -> Any:
+        """Run ``record`` where it is placed: on another service, or here."""
+        url = self._placement(record.name) if self._placement is not None else None
+        if url is None or self._call_remote is None:
+            return await record.func(**kwargs)
+        return await self._call_remote(url, record, kwargs)
+
+
+def _defined(name: str) -> ProxyFunction | None:
+    module_name, _, qualname = name.rpartition(".")
+    while module_name:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            obj: Any = module
+            for part in qualname.split("."):
+                obj = getattr(obj, part, None)
+            record = getattr(obj, PROXY_ATTR, None)
+            return record if isinstance(record, ProxyFunction) and record.name == name else None
+        module_name, _, head = module_name.rpartition(".")
+        qualname = f"{head}.{qualname}"
+    return None
 
 
 def _arguments_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
@@ -78,30 +130,21 @@ def on_proxy() -> Callable[[F], F]:
         hints = typing.get_type_hints(func, include_extras=True)
         result = create_model(f"{func.__name__}_result", __config__=WIRE, value=(hints.get("return", Any), ...))
         record = ProxyFunction(name, func, _arguments_model(name, func), result)
-        _functions[name] = record
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             if args:
                 raise TypeError(f"`{name}` is a proxy function: pass its arguments by name.")
-            url = _home(name)
-            if url is None:
-                return await func(**kwargs)
-            from framex.builtins.proxy import call_remote_function
+            container = get_container()
+            runtime = container.runtime()
+            if not runtime.started:
+                await runtime.start()  # the plugin placing functions elsewhere has set them
+            return await container.proxy_functions().call(record, kwargs)
 
-            return await call_remote_function(url, record, kwargs)
-
+        setattr(wrapper, PROXY_ATTR, record)
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def _home(name: str) -> str | None:
-    from framex.builtins.proxy.config import ProxySettings
-    from framex.calls import get_plugin_config
-
-    settings = get_plugin_config("proxy", ProxySettings)
-    return settings.function_home(name) if settings.proxy_functions else None
 
 
 def encode_arguments(record: ProxyFunction, kwargs: dict[str, Any]) -> bytes:

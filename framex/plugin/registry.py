@@ -1,42 +1,20 @@
-"""The plugins of one container: loading, lookup, instances, lifecycle and invocation."""
+"""What one container has loaded: its plugins, their APIs and routes, and APIs found elsewhere.
+
+Running them (instances, ``on_start``, calls) is :class:`framex.plugin.runtime.PluginRuntime`'s.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import difflib
-import functools
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextvars import ContextVar
-from typing import Any, NamedTuple
-
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from collections.abc import Callable
+from typing import Any
 
 from framex.config import Settings, validate_plugin_config
-from framex.errors import (
-    ApiNotDeclaredError,
-    ApiNotFoundError,
-    FrameXError,
-    PluginDefinitionError,
-    PluginLoadError,
-    PluginStartError,
-)
+from framex.errors import ApiNotDeclaredError, ApiNotFoundError, FrameXError, PluginDefinitionError, PluginLoadError
 from framex.plugin.loader import BUILTIN_PACKAGE, ExternalApi, Plugin, PluginApi, expand, full_path, read_plugin
 
 logger = logging.getLogger("framex.plugin")
-
-Forward = Callable[["PluginApi", dict[str, Any]], Awaitable[Any]]
-"""Runs an API of a plugin class that lives elsewhere (a Ray Serve deployment)."""
-
-current_plugin: ContextVar[Plugin | None] = ContextVar("framex_current_plugin", default=None)
-"""The plugin whose code is running; ``call_plugin_api`` checks its ``required_remote_apis``."""
-
-_in_startup: ContextVar[bool] = ContextVar("framex_in_startup", default=False)
-
-PROXY_MODULE = f"{BUILTIN_PACKAGE}.proxy"
-"""With this plugin loaded, required HTTP APIs may be served by upstreams it finds at start."""
 
 
 class PluginRegistry:
@@ -48,19 +26,11 @@ class PluginRegistry:
         self._by_name: dict[str, PluginApi] = {}
         self._by_path: dict[str, list[PluginApi]] = {}
         self._routes: dict[tuple[str, str], PluginApi] = {}
-        self._handlers: dict[PluginApi, Callable[..., Any]] = {}
-        self._plans: dict[PluginApi, _Plan] = {}
-        self._instantiated: set[str] = set()
-        self._pending: list[tuple[Plugin, Any]] = []
-        self._started: list[tuple[Plugin, Any]] = []
-        self._ready = False
         self._configured = False
         self._frozen = False
-        self._local_classes: set[type] | None = None
-        self._forward: Forward | None = None
-        self._start_task: asyncio.Future[None] | None = None
         self.external_apis: list[ExternalApi] = []
         self._external_listeners: list[Callable[[ExternalApi], None]] = []
+        self._load_listeners: list[Callable[[list[Plugin]], None]] = []
 
     # -- loading ------------------------------------------------------------------
 
@@ -80,8 +50,13 @@ class PluginRegistry:
                 self._add(plugin)
                 added.append(plugin)
         if added:
-            self._ready = False  # the new plugins start on the next start()
+            for listener in self._load_listeners:
+                listener(added)
         return added
+
+    def on_load(self, listener: Callable[[list[Plugin]], None]) -> None:
+        """Call ``listener`` with the plugins of every later :meth:`load` that adds some."""
+        self._load_listeners.append(listener)
 
     def load_builtin(self, *names: str) -> list[Plugin]:
         """Load built-in plugins (``echo``, ...) by name."""
@@ -137,28 +112,33 @@ class PluginRegistry:
             return None
         return validate_plugin_config(plugin.name, self.settings.plugins.get(plugin.name), model)
 
+    def freeze(self) -> None:
+        """Forbid further loading: an app now serves exactly these plugins."""
+        self._frozen = True
+
     def check_requirements(self, final: bool = False) -> None:
         """Fail when a plugin requires an API that no loaded plugin provides.
 
-        With the proxy plugin loaded, HTTP paths may come from its upstreams, which are
-        known once it has started: those are only checked when ``final``.
+        HTTP paths may be added by plugins that discover APIs when they start: with one
+        loaded, those are only checked when ``final`` (after it has started).
         """
-        has_proxy = self.has_proxy
-        proxied = has_proxy and not final
+        discovering = self.discovering
+        pending = bool(discovering) and not final
         for plugin in self.plugins.values():
             for wanted in plugin.required_remote_apis:
-                if wanted in self._by_name or wanted in self._by_path or (proxied and wanted.startswith("/")):
+                if wanted in self._by_name or wanted in self._by_path or (pending and wanted.startswith("/")):
                     continue
-                where = " and no upstream of the proxy plugin serves it" if has_proxy else ""
+                names = ", ".join(f"`{p.name}`" for p in discovering)
+                where = f" and no API found by {names} serves it" if discovering else ""
                 raise ApiNotFoundError(
                     f"Plugin `{plugin.name}` requires API `{wanted}` (in `required_remote_apis`), but no "
                     f"loaded plugin provides it{where}.{self._suggest(wanted)} Load the plugin that serves it."
                 )
 
     @property
-    def has_proxy(self) -> bool:
-        """The proxy plugin is loaded: external APIs may be added at start."""
-        return any(p.module.__name__ == PROXY_MODULE for p in self.plugins.values())
+    def discovering(self) -> list[Plugin]:
+        """The loaded plugins that add APIs when they start (``PluginMetadata.discovers_apis``)."""
+        return [p for p in self.plugins.values() if p.metadata.discovers_apis]
 
     def add_external_api(self, api: ExternalApi) -> None:
         """Make an API served elsewhere callable by its path (and routed, by the app's listener)."""
@@ -168,7 +148,6 @@ class PluginRegistry:
                 raise FrameXError(f"`{method} {api.path}` is served already; an external API cannot replace it.")
         self._by_name[api.name] = api
         self._by_path.setdefault(api.path, []).append(api)
-        self._handlers[api] = api.func
         self.external_apis.append(api)
         for listener in self._external_listeners:
             listener(api)
@@ -222,236 +201,3 @@ class PluginRegistry:
             f"Plugin `{caller.name}` called `{requested}` without declaring it. Add `{api.label}` to "
             f"`required_remote_apis` in its `__plugin_meta__`."
         )
-
-    # -- instances ----------------------------------------------------------------
-
-    def forward_classes(self, forward: Forward, keep: type | None = None) -> None:
-        """Run the APIs of every plugin class except ``keep`` through ``forward``.
-
-        Ray Serve mode: each plugin class is a deployment, so a process instantiates at
-        most its own class and reaches the others through their deployment handles.
-        """
-        if self._instantiated:
-            raise FrameXError("forward_classes() must be called before the plugins are instantiated.")
-        self._forward = forward
-        self._local_classes = {keep} if keep is not None else set()
-
-    def is_local(self, api: PluginApi) -> bool:
-        return api.owner is None or self._local_classes is None or api.owner in self._local_classes
-
-    def instantiate(self) -> None:
-        """Create one instance of each plugin class not instantiated yet, and bind its handlers."""
-        new = [p for p in self.plugins.values() if p.name not in self._instantiated]
-        if not new:
-            return
-        self.check_requirements()
-        for plugin in new:
-            config = self.config_of(plugin)
-            instances = {
-                cls: self._construct(plugin, cls, config)
-                for cls, _ in plugin.classes
-                if self._local_classes is None or cls in self._local_classes
-            }
-            for api in plugin.apis:
-                if api.owner is None:
-                    self._handlers[api] = api.func
-                elif api.owner in instances:
-                    self._handlers[api] = getattr(instances[api.owner], api.func.__name__)
-            self._pending += [(plugin, inst) for inst in instances.values()]
-            if _module_hooks(plugin.module):
-                self._pending.append((plugin, plugin.module))
-            self._instantiated.add(plugin.name)
-
-    def freeze(self) -> None:
-        """Forbid further loading: an app now serves exactly these plugins."""
-        self.load_configured()
-        self.instantiate()
-        self._frozen = True
-
-    def _construct(self, plugin: Plugin, cls: type, config: Any) -> Any:
-        kwargs = {
-            "config": config,
-            "remote_apis": {name: self.get_api(name) for name in plugin.required_remote_apis},
-        }
-        params = inspect.signature(cls).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            names = {p.name for p in params}
-            kwargs = {k: v for k, v in kwargs.items() if k in names}
-        token = current_plugin.set(plugin)
-        try:
-            instance = cls(**kwargs)
-        except Exception as exc:
-            raise PluginStartError(
-                f"Plugin `{plugin.name}`: creating `{cls.__name__}` failed: {type(exc).__name__}: {exc}."
-            ) from exc
-        finally:
-            current_plugin.reset(token)
-        if config is not None and getattr(instance, "config", None) is None:
-            instance.config = config
-        return instance
-
-    # -- lifecycle ----------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        """Every loaded plugin is instantiated and its ``on_start`` has run."""
-        return self._ready
-
-    async def start(self) -> None:
-        """Run ``on_start`` of every plugin not started yet (higher ``priority`` first).
-
-        Concurrent callers wait for the same start; calls made from an ``on_start``
-        (``call_plugin_api`` of another plugin) do not wait for themselves.
-        """
-        if self._ready or _in_startup.get():
-            return
-        if self._start_task is None:
-            self._start_task = asyncio.ensure_future(self._run_start())
-        try:
-            await asyncio.shield(self._start_task)
-        finally:
-            if self._start_task is not None and self._start_task.done():
-                self._start_task = None  # a failed start may be retried
-
-    async def _run_start(self) -> None:
-        _in_startup.set(True)
-        self.instantiate()
-        self._pending.sort(key=lambda pair: -pair[0].metadata.priority)
-        checked = False
-        while self._pending:
-            plugin, instance = self._pending[0]
-            if not checked and plugin.module.__name__ != PROXY_MODULE:
-                # The proxy has found its upstreams' APIs: the others' start may call them.
-                self.check_requirements(final=True)
-                checked = True
-            hook = _hook(instance, "on_start")
-            if hook is not None:
-                current_plugin.set(plugin)
-                try:
-                    result = hook()
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception as exc:
-                    raise PluginStartError(
-                        f"Plugin `{plugin.name}`: `{_owner(instance)}.on_start()` failed: {type(exc).__name__}: {exc}."
-                    ) from exc
-            self._started.append(self._pending.pop(0))
-        if not checked:
-            self.check_requirements(final=True)
-        self._ready = True
-
-    async def stop(self) -> None:
-        """Run ``on_stop`` of the started plugins in reverse start order; errors are logged."""
-        while self._started:
-            plugin, instance = self._started.pop()
-            hook = _hook(instance, "on_stop")
-            if hook is None:
-                continue
-            token = current_plugin.set(plugin)
-            try:
-                result = hook()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("plugin %s: %s.on_stop() failed", plugin.name, _owner(instance))
-            finally:
-                current_plugin.reset(token)
-        self._ready = False
-
-    # -- invocation ---------------------------------------------------------------
-
-    def handler(self, api: PluginApi) -> Callable[..., Any]:
-        """The callable serving ``api`` in this process (a bound method or a function)."""
-        handler = self._handlers.get(api)
-        if handler is None:
-            self.instantiate()
-            handler = self._handlers[api]
-        return handler
-
-    def _plan(self, api: PluginApi) -> _Plan:
-        if not self.is_local(api):
-            plan = _Plan(api.func, _FORWARD, self.plugins[api.plugin])
-        else:
-            handler = self.handler(api)
-            if inspect.iscoroutinefunction(handler):
-                kind = _ASYNC
-            elif inspect.isasyncgenfunction(handler):
-                kind = _ASYNC_GEN
-            else:
-                kind = _SYNC
-            plan = _Plan(handler, kind, self.plugins[api.plugin])
-        self._plans[api] = plan
-        return plan
-
-    async def invoke(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
-        """Call an API's handler in this process, as its plugin.
-
-        Sync handlers run in a worker thread; streaming handlers return an async
-        iterator that runs as the plugin too. APIs of plugin classes served elsewhere
-        (Ray Serve) are forwarded.
-        """
-        plan = self._plans.get(api) or self._plan(api)
-        kind = plan.kind
-        if kind == _FORWARD:
-            assert self._forward is not None
-            return await self._forward(api, kwargs)
-        token = current_plugin.set(plan.plugin)
-        try:
-            if kind == _ASYNC:
-                return await plan.handler(**kwargs)
-            if kind == _ASYNC_GEN:
-                return _as_plugin(plan.plugin, plan.handler(**kwargs))
-            ctx = contextvars.copy_context()
-            result = await run_in_threadpool(functools.partial(ctx.run, plan.handler, **kwargs))
-            if inspect.isgenerator(result):
-                return _as_plugin(plan.plugin, iterate_in_threadpool(result))
-            return result
-        finally:
-            current_plugin.reset(token)
-
-
-_ASYNC, _ASYNC_GEN, _SYNC, _FORWARD = range(4)
-
-
-def _owner(instance: Any) -> str:
-    return str(instance.__name__) if inspect.ismodule(instance) else type(instance).__name__
-
-
-def _module_hooks(module: Any) -> bool:
-    return _hook(module, "on_start") is not None or _hook(module, "on_stop") is not None
-
-
-def _hook(owner: Any, name: str) -> Callable[[], Any] | None:
-    """``owner.<name>``: a method of a plugin instance, or a function a plugin module
-    defines itself (module-level ``on_start`` / ``on_stop``; imported ones do not count)."""
-    hook = getattr(owner, name, None)
-    if hook is None or not inspect.ismodule(owner):
-        return hook
-    return hook if inspect.isfunction(hook) and hook.__module__ == owner.__name__ else None
-
-
-class _Plan(NamedTuple):
-    """How to run one API, worked out on its first call."""
-
-    handler: Callable[..., Any]
-    kind: int
-    plugin: Plugin
-
-
-async def _as_plugin(plugin: Plugin, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    # The generator body runs in its consumer's context: mark the plugin for each step only.
-    try:
-        while True:
-            previous = current_plugin.get()
-            current_plugin.set(plugin)
-            try:
-                item = await items.__anext__()
-            except StopAsyncIteration:
-                return
-            finally:
-                current_plugin.set(previous)
-            yield item
-    finally:
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            await aclose()

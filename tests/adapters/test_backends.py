@@ -116,7 +116,7 @@ async def test_every_shape_gives_the_same_results(backend: Container) -> None:
 async def test_where_the_work_runs(backend: Container) -> None:
     for name, coro in calls():
         _, ran = await coro  # type: ignore[misc]
-        if backend.config.adapter() == "ray":
+        if backend.settings().adapter == "ray":
             assert ran["pid"] != os.getpid(), name
             assert ran["task_id"], name
         else:
@@ -141,7 +141,7 @@ async def test_original_exception_type_and_message(backend: Container) -> None:
 async def test_remote_inside_remote(backend: Container) -> None:
     value, inner, outer_ran = await outer.remote(3)
     assert value == 7
-    if backend.config.adapter() == "ray":
+    if backend.settings().adapter == "ray":
         assert inner["task_id"] and outer_ran["task_id"]
         assert inner["task_id"] != outer_ran["task_id"]
 

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from framex.consts import VERSION
+from framex.container import Container
 from tests.fixture_plugins.kitchen import SECRET
 
 
@@ -162,11 +163,11 @@ def test_openapi_has_real_parameters_and_bodies(client: httpx.Client) -> None:
     assert "text/event-stream" in stream
 
 
-def test_on_start_before_traffic_and_on_stop(framex_app: Any) -> None:
+def test_on_start_before_traffic_and_on_stop(framex_container: Container, framex_app: Any) -> None:
     with TestClient(framex_app) as client:
         assert client.get("/api/v1/kitchen/state").json()["data"] == {"started": True, "stopped": False}
-        registry = framex_app.state.framex_container.registry()
-        instance = registry.handler(registry.get_api("/kitchen/state")).__self__
+        runtime = framex_container.runtime()
+        instance = runtime.handler(runtime.registry.get_api("/kitchen/state")).__self__
     assert instance.stopped is True
 
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 import framex
 from framex.container import Container, close_container
 from framex.errors import ConfigError, PluginDefinitionError
-from framex.http import cache as cache_module
+from framex.http import cache_stores
 from framex.http.cache import (
     CACHE_HEADER,
     KEY_HEADER,
@@ -28,7 +28,6 @@ from framex.http.cache import (
     RequestCache,
     default_key,
     header_value,
-    request_cache,
 )
 from tests.fixture_plugins import cached
 from tests.server import framex_server
@@ -65,7 +64,7 @@ def serving(**cache: Any) -> Iterator[tuple[TestClient, RequestCache]]:
     container, app = build(**cache)
     try:
         with TestClient(app) as client:
-            yield client, request_cache(container)
+            yield client, container.cache()
     finally:
         close_container(container)
 
@@ -144,15 +143,20 @@ def test_disabled_runs_the_handler_every_time() -> None:
     assert STATUS_HEADER not in plain.headers
 
 
-def test_routes_without_cache_options_keep_the_plain_endpoint() -> None:
+def test_routes_without_cache_options_have_no_cache_layer() -> None:
     container, app = build()
     try:
         endpoints = {route.path: route.endpoint for route in app.routes if hasattr(route, "endpoint")}
-        assert endpoints["/api/v1/cached/plain"].__code__.co_filename.endswith("routes.py")
-        assert endpoints[SQUARE].__code__.co_filename.endswith("cache.py")
+        # One request pipeline: cached and plain routes run the same endpoint code.
+        assert endpoints["/api/v1/cached/plain"].__code__ is endpoints[SQUARE].__code__
         with TestClient(app) as client:
             response = get(client, "/api/v1/cached/plain")
+            # No cache layer reads the request's cache header (a cached route answers 400 to it).
+            unread = client.get("/api/v1/cached/plain", headers={CACHE_HEADER: "bogus"})
+            read = client.get(SQUARE, params={"x": 2}, headers={CACHE_HEADER: "bogus"})
         assert STATUS_HEADER not in response.headers and KEY_HEADER not in response.headers
+        assert unread.status_code == 200 and STATUS_HEADER not in unread.headers
+        assert read.status_code == 400
     finally:
         close_container(container)
 
@@ -299,7 +303,7 @@ def test_max_size_evicts_the_oldest_entry() -> None:
 def asgi_app(**cache: Any) -> Iterator[tuple[Any, RequestCache]]:
     container, app = build(**cache)
     try:
-        yield app, request_cache(container)
+        yield app, container.cache()
     finally:
         close_container(container)
 
@@ -409,7 +413,7 @@ def test_a_failed_write_leaves_no_temporary_file(
     folder = tmp_path / "cache"
     caplog.set_level(logging.WARNING, logger="framex.cache")
     with serving(mode="file", file_dir=str(folder)) as (client, _):
-        monkeypatch.setattr(cache_module.os, "replace", no_rename)
+        monkeypatch.setattr(cache_stores.os, "replace", no_rename)
         responses = [get(client, SQUARE, x=1) for _ in range(2)]
     assert [(r.status_code, status(r)) for r in responses] == [(200, "MISS"), (200, "MISS")]
     assert list(folder.iterdir()) == []

@@ -29,7 +29,6 @@ from framex.container import Container, close_container
 from framex.errors import ConfigError
 from framex.http import observability
 from framex.logs import RequestIdFilter
-from framex.remote import _observers as remote_observers
 from framex.testing import RecordingAdapter
 from tests.fixture_plugins import observed
 from tests.server import framex_server
@@ -52,15 +51,22 @@ def access_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 @contextmanager
-def serving(**overrides: Any) -> Iterator[TestClient]:
-    """A client of a fresh app that loads the `observed` plugin, with ``overrides``."""
+def service(**overrides: Any) -> Iterator[tuple[TestClient, Container]]:
+    """A client of a fresh app that loads the `observed` plugin, with ``overrides``; and its container."""
     settings: dict[str, Any] = {"load_plugins": [OBSERVED], "load_builtin_plugins": [], **overrides}
     container = framex.create_container(None, **settings)
     try:
         with TestClient(framex.create_app(container), raise_server_exceptions=False) as client:
-            yield client
+            yield client, container
     finally:
         close_container(container)
+
+
+@contextmanager
+def serving(**overrides: Any) -> Iterator[TestClient]:
+    """A client of a fresh app that loads the `observed` plugin, with ``overrides``."""
+    with service(**overrides) as (client, _):
+        yield client
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -163,14 +169,14 @@ async def test_a_map_fanned_out_by_the_adapter_counts_every_item(framex_containe
                     results.append(exc)
             return results
 
-    app = framex.create_app(framex_container)
+    framex.create_app(framex_container)  # metrics on: the container's call observer counts
     with framex_container.adapter.override(FanOut(name="fan-out")):
         assert await observed.double.map([1, 2, 3]) == [2, 4, 6]
         failed = await observed.broken.starmap([(), ()], return_exceptions=True)
         assert [type(e) for e in failed] == [ValueError, ValueError]
         with pytest.raises(ValueError, match="broken on purpose"):
             await observed.broken.starmap([()])
-    text = app.state.framex_metrics.render().decode()
+    text = framex_container.metrics().render().decode()
 
     def calls(function: str, outcome: str) -> float | None:
         name = f"{OBSERVED}.{function}"
@@ -181,20 +187,19 @@ async def test_a_map_fanned_out_by_the_adapter_counts_every_item(framex_containe
 
 
 def test_metrics_are_off_by_default_and_remote_calls_unobserved() -> None:
-    with serving() as client:
+    with service() as (client, container):
         assert client.get("/metrics").status_code == 404
-        container = client.app.state.framex_container  # type: ignore[attr-defined]
-        assert container not in remote_observers
+        assert container.metrics() is None and container.call_observer() is None
         assert client.get("/api/v1/observed/items/1").json()["data"] == 2
 
 
 def test_the_watchdog_counter_is_exposed() -> None:
     overrides = {"load_plugins": [OBSERVED, "tests.fixture_plugins.slowpoke"], "server__loop_block_warn_ms": 50}
-    with serving(metrics={"enabled": True}, **overrides) as client:
+    with service(metrics={"enabled": True}, **overrides) as (client, container):
         assert sample(client.get("/metrics").text, "framex_event_loop_blocked_total") == 0
         assert client.get("/api/v1/slowpoke/slow").json()["data"] == "done"  # blocks the loop for 300 ms
         text = client.get("/metrics").text
-        watchdog = client.app.state.framex_watchdog  # type: ignore[attr-defined]
+        watchdog = container.watchdog()
     assert watchdog.blocked_events == 1
     assert sample(text, "framex_event_loop_blocked_total") == 1
     assert sample(text, "framex_event_loop_blocked_seconds_total") is not None
@@ -396,8 +401,8 @@ def test_a_failing_pass_is_logged_and_the_next_one_records(
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(observability, "RECORD_INTERVAL", 3600.0)
     monkeypatch.setattr(observability, "LOST_PASS", 3600.0)
-    with serving(metrics={"enabled": True}) as client:
-        metrics = client.app.state.framex_metrics  # type: ignore[attr-defined]
+    with service(metrics={"enabled": True}) as (client, container):
+        metrics = container.metrics()
         observe = metrics.observe_request
         monkeypatch.setattr(metrics, "observe_request", Mock(side_effect=[RuntimeError("counter broke"), None]))
         assert client.get("/ping").text == "pong"

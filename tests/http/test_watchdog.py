@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 
 import framex
 from framex.config import ServerSettings
-from framex.container import close_container
+from framex.container import Container, close_container
 from framex.errors import ConfigError
 from framex.http.watchdog import THREAD_NAME, LoopWatchdog
 from tests.fixture_plugins import slowpoke
@@ -64,15 +63,20 @@ def serving(threshold_ms: int = THRESHOLD_MS, extend: Callable[[FastAPI], None] 
         app = framex.create_app(container)
         if extend is not None:
             extend(app)
+        SERVICES[id(app)] = container
         with TestClient(app) as client:
             yield client
     finally:
+        SERVICES.pop(id(app), None)
         close_container(container)
 
 
+SERVICES: dict[int, Container] = {}
+"""The container of each app `serving` serves, by the app's id."""
+
+
 def watchdog_of(client: TestClient) -> LoopWatchdog:
-    app: Any = client.app
-    watchdog = app.state.framex_watchdog
+    watchdog = SERVICES[id(client.app)].watchdog()
     assert isinstance(watchdog, LoopWatchdog)
     return watchdog
 
@@ -150,8 +154,7 @@ def test_a_plain_fastapi_route_is_named_by_its_path(caplog: pytest.LogCaptureFix
 def test_zero_turns_the_watchdog_off() -> None:
     before = watchdog_threads()
     with serving(threshold_ms=0) as client:
-        app: Any = client.app
-        assert app.state.framex_watchdog is None
+        assert SERVICES[id(client.app)].watchdog() is None
         assert client.get(FAST).status_code == 200
         assert watchdog_threads() == before  # no thread started
 

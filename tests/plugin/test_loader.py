@@ -115,7 +115,7 @@ def test_missing_required_api_names_it() -> None:
     reg = registry()
     reg.load(f"{FP}.needs_missing")
     with pytest.raises(ApiNotFoundError, match=r"Plugin `needs_missing` requires API `/api/v1/not_served`"):
-        reg.instantiate()
+        reg.check_requirements()
 
 
 def test_builtin_plugins() -> None:

@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from framex.builtins.proxy.config import ProxySettings
 from framex.builtins.proxy.forward import call_upstream
-from framex.builtins.proxy.state import PLUGIN, state_of
+from framex.builtins.proxy.state import PLUGIN, ProxyState
 from framex.calls import get_plugin_config
 from framex.consts import VERSION
-from framex.container import get_container
+from framex.context import get_container
 from framex.plugin.decorators import on_request
 from framex.plugin.metadata import PluginMetadata
 from framex.plugin.proxy import (
@@ -29,7 +29,6 @@ from framex.plugin.proxy import (
     decode_result,
     encode_arguments,
     encode_result,
-    proxy_function,
 )
 
 __plugin_meta__ = PluginMetadata(
@@ -37,20 +36,24 @@ __plugin_meta__ = PluginMetadata(
     version=VERSION,
     description="Serves upstream services' routes and runs proxy functions on other FrameX services.",
     author="FrameX",
-    # First to start: the other plugins' on_start may call the upstreams' APIs.
-    priority=1_000_000,
+    # Started first, so the other plugins' on_start may call the upstreams' APIs.
+    discovers_apis=True,
     config_class=ProxySettings,
 )
 
 
-def _state() -> Any:
-    container = get_container()
-    return state_of(container.registry(), get_plugin_config(PLUGIN, ProxySettings))
+def _state() -> ProxyState:
+    runtime = get_container().runtime()
+    return runtime.state(PLUGIN, lambda: ProxyState(runtime.registry, get_plugin_config(PLUGIN, ProxySettings)))
 
 
 async def on_start() -> None:
-    """Read the upstreams' OpenAPI documents and mirror their routes."""
-    await _state().start()
+    """Place the listed proxy functions on their services; read the upstreams' OpenAPI
+    documents and mirror their routes."""
+    state = _state()
+    if state.settings.proxy_functions:
+        get_container().proxy_functions().place(state.settings.function_home, call_remote_function)
+    await state.start()
 
 
 async def on_stop() -> None:
@@ -68,7 +71,7 @@ class ProxyCall(BaseModel):  # type: ignore[no-redef]  # the pydantic plugin nam
 @on_request("/proxy/remote", methods=["POST"], tags=["proxy"])
 async def call_proxy_function(call: ProxyCall) -> Any:
     """Run an `@on_proxy` function of this service; unknown names are 404."""
-    record = proxy_function(call.func)
+    record = get_container().proxy_functions().get(call.func)
     if record is None:
         raise HTTPException(404, f"No proxy function `{call.func}` on this service.")
     try:

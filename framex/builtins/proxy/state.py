@@ -7,7 +7,6 @@ import contextlib
 import inspect
 import logging
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from framex.builtins.proxy.client import Upstream, UpstreamUnavailableError
 from framex.builtins.proxy.config import ProxySettings, UpstreamSettings
@@ -22,20 +21,11 @@ logger = logging.getLogger("framex.proxy")
 
 PLUGIN = "proxy"
 
-_states: WeakKeyDictionary[PluginRegistry, ProxyState] = WeakKeyDictionary()
-
-
-def state_of(registry: PluginRegistry, settings: ProxySettings) -> ProxyState:
-    """The proxy state of ``registry`` (made on first use)."""
-    state = _states.get(registry)
-    if state is None:
-        state = _states[registry] = ProxyState(registry, settings)
-    return state
-
 
 class ProxyState:
     """Upstreams of one container, the operations mirrored from them, and the background
-    retries of upstreams that were down at start-up."""
+    retries of upstreams that were down at start-up. The container's plugin runtime keeps
+    it (``runtime.state``)."""
 
     def __init__(self, registry: PluginRegistry, settings: ProxySettings) -> None:
         self.registry = registry

@@ -43,9 +43,8 @@ async def test_proxy_functions_in_process(plain_upstream: Server, framex_upstrea
         plugins={"proxy": proxy_settings(plain_upstream.url, framex_upstream.url)},
     )
     with use_container(container):
-        registry = container.registry()
-        registry.load_configured()
-        await registry.start()
+        runtime = container.runtime()
+        await runtime.start()
         try:
             result = await summarize(
                 items=[4, 5], when=datetime(2026, 5, 1, 23, 30), blob=b"\x00\xff", point=Point(x=0, y=0), shift=5
@@ -64,7 +63,7 @@ async def test_proxy_functions_in_process(plain_upstream: Server, framex_upstrea
             with pytest.raises(TypeError, match="pass its arguments by name"):
                 await summarize([1])  # type: ignore[call-arg]
         finally:
-            await registry.stop()
+            await runtime.stop()
 
 
 async def test_an_unlisted_proxy_function_runs_here() -> None:

@@ -61,15 +61,15 @@ async def test_a_required_api_no_upstream_serves_stops_the_start() -> None:
     with uvicorn_server(PLAIN_APP) as upstream:
         container = _container(upstream.url)
         with use_container(container):
-            registry = container.registry()
-            registry.load_configured()
-            registry.load("tests.fixture_plugins.proxy_user")
+            runtime = container.runtime()
+            runtime.registry.load_configured()
+            runtime.registry.load("tests.fixture_plugins.proxy_user")
             with pytest.raises(ApiNotFoundError) as failed:
-                await registry.start()
-            await registry.stop()
+                await runtime.start()
+            await runtime.stop()
     message = str(failed.value)
     assert "Plugin `proxy_user` requires API `/api/v1/remote_greet`" in message
-    assert "no upstream of the proxy plugin serves it" in message
+    assert "no API found by `proxy` serves it" in message
 
 
 def test_without_the_proxy_a_missing_api_fails_at_load() -> None:

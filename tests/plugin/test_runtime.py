@@ -5,13 +5,14 @@ import pytest
 from framex.config import Settings
 from framex.errors import PluginStartError
 from framex.plugin.registry import PluginRegistry
+from framex.plugin.runtime import PluginRuntime
 from tests.fixture_plugins.order_log import events
 
 FP = "tests.fixture_plugins"
 
 
-def registry(**settings: object) -> PluginRegistry:
-    return PluginRegistry(Settings.model_validate(settings))
+def runtime_of(**settings: object) -> PluginRuntime:
+    return PluginRuntime(PluginRegistry(Settings.model_validate(settings)))
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +21,8 @@ def _clear_events() -> None:
 
 
 async def test_start_by_priority_and_stop_in_reverse_start_order() -> None:
-    reg = registry()
-    reg.load(f"{FP}.ordered")
+    reg = runtime_of()
+    reg.registry.load(f"{FP}.ordered")
     await reg.start()
     assert reg.started
     await reg.start()  # once only
@@ -31,20 +32,20 @@ async def test_start_by_priority_and_stop_in_reverse_start_order() -> None:
 
 
 async def test_plugins_loaded_after_start_start_on_next_use() -> None:
-    reg = registry()
-    reg.load(f"{FP}.ordered.first")
-    assert await reg.invoke(reg.get_api("/ordered/first"), {}) == "first"
+    reg = runtime_of()
+    reg.registry.load(f"{FP}.ordered.first")
+    assert await reg.invoke(reg.registry.get_api("/ordered/first"), {}) == "first"
     await reg.start()
-    reg.load(f"{FP}.ordered.second")
+    reg.registry.load(f"{FP}.ordered.second")
     assert not reg.started
     await reg.start()
-    assert await reg.invoke(reg.get_api("/ordered/second"), {}) == "second"
+    assert await reg.invoke(reg.registry.get_api("/ordered/second"), {}) == "second"
     assert events == ["start first", "start second"]
 
 
 async def test_failed_start_is_reported_and_retried() -> None:
-    reg = registry()
-    reg.load(f"{FP}.failing_start")
+    reg = runtime_of()
+    reg.registry.load(f"{FP}.failing_start")
     for _ in range(2):
         with pytest.raises(PluginStartError, match="cannot reach the model store"):
             await reg.start()
@@ -55,13 +56,14 @@ async def test_module_level_hooks_run_and_imported_ones_do_not() -> None:
     from tests.fixture_plugins import module_hooks
 
     module_hooks.events.clear()
-    registry = PluginRegistry(Settings())
+    runtime = PluginRuntime(PluginRegistry(Settings()))
+    registry = runtime.registry
     registry.load("tests.fixture_plugins.imported_hooks")
-    await registry.start()
-    await registry.stop()
+    await runtime.start()
+    await runtime.stop()
     assert module_hooks.events == []  # the functions it imported are module_hooks' hooks, not its own
     registry.load("tests.fixture_plugins.module_hooks")
-    await registry.start()
+    await runtime.start()
     assert module_hooks.events == ["start"]
-    await registry.stop()
+    await runtime.stop()
     assert module_hooks.events == ["start", "stop"]
