@@ -23,12 +23,13 @@ from framex.context import activate, deactivate, get_container, set_default_fact
 from framex.http.app import build_app
 from framex.http.cache import RequestCache
 from framex.http.marks import RouteMarks
-from framex.http.metrics import call_observer, metrics_for
+from framex.http.metrics import Metrics, metrics_for
 from framex.http.observability import RequestRecords
 from framex.http.watchdog import watchdog_for
 from framex.plugin.proxy import ProxyFunctions
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
+from framex.remote import CallObservers
 
 __all__ = [
     "Container",
@@ -50,6 +51,10 @@ def _ray_adapter(settings: Settings) -> Adapter:
 
 def _adapter_name(settings: Settings) -> str:
     return settings.adapter
+
+
+def _call_observers(metrics: Metrics | None) -> CallObservers:
+    return CallObservers(metrics.observe_call if metrics is not None else None)
 
 
 def _request_cache(settings: CacheSettings) -> RequestCache | None:
@@ -92,8 +97,8 @@ class Container(containers.DeclarativeContainer):
     """The event-loop watchdog (None with ``server.loop_block_warn_ms: 0``); the app's lifespan starts it."""
     metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog)
     """Prometheus metrics (None with ``metrics.enabled: false``)."""
-    call_observer = providers.Singleton(call_observer, metrics)
-    """Told about every finished ``.remote()`` call (None: nothing is)."""
+    call_observers = providers.Singleton(_call_observers, metrics)
+    """Who hears of every finished ``.remote()`` call (metrics do, when on)."""
     request_records = providers.Singleton(
         RequestRecords,
         metrics=metrics,

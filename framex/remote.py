@@ -130,7 +130,7 @@ class _Callable:
             if fn.opts is DEFAULT_OPTIONS:
                 container = get_container()
                 adapter: Adapter = container.adapter()
-                observer: CallObserver | None = container.call_observer()
+                observer = container.call_observers().observer
                 if observer is not None:
                     return await _observed_many(observer, fn, adapter, calls, return_exceptions)
                 return list(await adapter.call_many(fn, calls, return_exceptions))
@@ -244,15 +244,24 @@ class BoundRemote(_Callable):
 
 
 CallObserver = Callable[["RemoteFunction[..., Any]", str, float, BaseException | None], None]
-"""``observer(fn, backend, seconds, error)``: told about every finished ``.remote()`` call.
+"""``observer(fn, backend, seconds, error)``: told about every finished ``.remote()`` call."""
 
-A container's ``call_observer`` provider gives one (metrics do) or None."""
+
+class CallObservers:
+    """Who hears of finished ``.remote()`` calls in one service: a container provider
+    (``call_observers``), never None, so the lookup on every call stays one cached object."""
+
+    __slots__ = ("observer",)
+
+    def __init__(self, observer: CallObserver | None = None) -> None:
+        self.observer = observer
+        """Metrics' counter, or None: nothing is timed."""
 
 
 async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     container = get_container()
     adapter: Adapter = container.adapter()
-    observer: CallObserver | None = container.call_observer()
+    observer = container.call_observers().observer
     if observer is None:
         if fn.opts is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
             return await adapter.call(fn, args, kwargs)

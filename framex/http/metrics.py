@@ -111,7 +111,7 @@ class Metrics:
     def observe_call(
         self, fn: RemoteFunction[..., Any], backend: str, seconds: float, error: BaseException | None
     ) -> None:
-        """Count one ``.remote()`` call (the container's ``call_observer``)."""
+        """Count one ``.remote()`` call (the container's ``call_observers``)."""
         key = (fn.func, backend)
         entry = self._calls.get(key)
         if entry is None:
@@ -197,9 +197,3 @@ def metrics_for(enabled: bool, watchdog: LoopWatchdog | None) -> Metrics | None:
     """The metrics of a service, or None when ``metrics.enabled`` is off."""
     return Metrics(watchdog) if enabled else None
 
-
-def call_observer(
-    metrics: Metrics | None,
-) -> Callable[[RemoteFunction[..., Any], str, float, BaseException | None], None] | None:
-    """What ``.remote()`` tells about each finished call: the metrics' counter, or None."""
-    return metrics.observe_call if metrics is not None else None

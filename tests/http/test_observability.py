@@ -189,7 +189,7 @@ async def test_a_map_fanned_out_by_the_adapter_counts_every_item(framex_containe
 def test_metrics_are_off_by_default_and_remote_calls_unobserved() -> None:
     with service() as (client, container):
         assert client.get("/metrics").status_code == 404
-        assert container.metrics() is None and container.call_observer() is None
+        assert container.metrics() is None and container.call_observers().observer is None
         assert client.get("/api/v1/observed/items/1").json()["data"] == 2
 
 
