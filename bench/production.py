@@ -149,9 +149,8 @@ def build_app(on: bool) -> Any:
     framex.use_container(container)
     # As `framex run` does: the server's stdout and stderr go to its log file.
     configure_logging(container.settings().log)
-    app = framex.create_app(container)
-    app.state.framex_freeze_gc = True  # as `framex run` does: start-up objects out of full collections
-    return app
+    container.owns_process.override(True)  # as `framex run` does: start-up objects out of full collections
+    return framex.create_app(container)
 
 
 def __getattr__(name: str) -> Any:

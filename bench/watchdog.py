@@ -100,7 +100,7 @@ def build_app(threshold_ms: int) -> Any:
     # Added after the plugin routes, so the trivial route is matched as in the other benchmark.
     @app.get(STATS, include_in_schema=False)
     async def stats_route() -> dict[str, Any]:
-        watchdog = getattr(app.state, "framex_watchdog", None)
+        watchdog = container.watchdog()
         if watchdog is None:
             return {"running": False}
         return {

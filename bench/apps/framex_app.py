@@ -19,6 +19,6 @@ container = framex.create_container(
     local__max_processes=int(os.environ.get("BENCH_MAX_PROCESSES", str(os.cpu_count() or 1))),
 )
 framex.use_container(container)
-app = framex.create_app(container)
 # As `framex run` serves it: the start-up objects are kept out of the collector's full passes.
-app.state.framex_freeze_gc = True
+container.owns_process.override(True)
+app = framex.create_app(container)
