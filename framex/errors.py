@@ -44,7 +44,7 @@ class RemoteTimeoutError(FrameXError, TimeoutError):
 
 
 class UpstreamError(FrameXError, ConnectionError):
-    """A call through the proxy plugin failed: the upstream is unreachable, timed out, or
+    """A call to another service (an upstream) failed: it is unreachable, timed out, or
     answered with an error (``status``)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -1,5 +1,5 @@
-"""Routes of APIs served elsewhere (the proxy's upstreams): mounted as they are found,
-and documented with the upstream's own operations and schemas."""
+"""Routes of APIs served elsewhere (found by a plugin when it starts, e.g. on upstream services):
+mounted as they are found, and documented with the upstream's own operations and schemas."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def add_operation(schema: dict[str, Any], api: ExternalApi) -> None:
     for name, new in names.items():
         known.setdefault(new, _renamed(api.schemas[name], names))
     operation = _renamed(api.operation, names)
-    operation.setdefault("tags", ["proxy"])
+    operation.setdefault("tags", [api.plugin])  # listed under the plugin that found it
     for method in api.spec.methods:
         schema.setdefault("paths", {}).setdefault(api.path, {})[method.lower()] = operation
 

@@ -196,4 +196,3 @@ def metrics_endpoint(metrics: Metrics) -> Any:
 def metrics_for(enabled: bool, watchdog: LoopWatchdog | None) -> Metrics | None:
     """The metrics of a service, or None when ``metrics.enabled`` is off."""
     return Metrics(watchdog) if enabled else None
-

@@ -64,7 +64,7 @@ class PluginApi:
 
 @dataclass(eq=False)
 class ExternalApi(PluginApi):
-    """An API served elsewhere and reached through a plugin (the proxy's mirrored routes).
+    """An API served elsewhere and reached through a plugin (found when it starts, e.g. on an upstream service).
 
     ``func`` makes the call for ``call_plugin_api``; ``route`` is the ASGI app serving its
     path here, and ``operation`` / ``schemas`` its OpenAPI operation and the component
