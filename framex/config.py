@@ -9,6 +9,7 @@ source, the key path and the fix.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -405,12 +406,31 @@ def load_settings(
 ) -> Settings:
     """Assemble and validate the configuration; raise :class:`ConfigError` on any problem."""
     path = resolve_config_path(config_path)
-    document: dict[str, Any] = read_yaml(path) if path is not None else {}
+    document: dict[str, Any] = read_yaml(path) if path is not None and not _is_kit_file(path) else {}
     source = f"`{path}`" if path is not None else "the built-in defaults"
+    kit = _kit_document(path, os.environ if environ is None else environ)
+    if kit is not None:
+        document, source = kit
     env_tree, env_origin = env_overrides(os.environ if environ is None else environ)
     deep_merge(document, env_tree)
     deep_merge(document, nest_overrides(overrides or {}))
     return validate_settings(document, source, env_origin)
+
+
+def _is_kit_file(path: Path) -> bool:
+    return path.suffix == ".toml" or path.name.startswith(".env")
+
+
+def _kit_document(path: Path | None, environ: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
+    """A FrameX-kit configuration (TOML, ``.env``, unprefixed environment), converted.
+
+    Used for a TOML or ``.env`` file named explicitly, or when no FrameX YAML exists.
+    """
+    if path is not None and not _is_kit_file(path):
+        return None
+    from framex.kit_config import kit_document  # imports only framex.errors
+
+    return kit_document(path, environ)
 
 
 def validate_settings(
@@ -483,3 +503,11 @@ def validate_plugin_config(name: str, raw: Mapping[str, Any] | None, model: type
     except ValidationError as exc:
         problems = "; ".join(f"`plugins.{name}.{'.'.join(map(str, e['loc']))}`: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Plugin `{name}` config is invalid: {problems}.") from None
+
+
+def __getattr__(name: str) -> Any:
+    # FrameX-kit code reads `from framex.config import settings`: a view of the active
+    # container's settings under the kit's names, resolved when it is read.
+    if name == "settings":
+        return importlib.import_module("framex.kit").settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

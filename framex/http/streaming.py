@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from http import HTTPStatus
 from typing import Any
 
 from pydantic_core import to_json
 from starlette.concurrency import iterate_in_threadpool
+from starlette.exceptions import HTTPException
 
 from framex.container import Container, activate
 
@@ -34,6 +36,17 @@ def _encode(item: Any) -> str:
     return sse_event(item)
 
 
+def _http_error(exc: HTTPException, request_id: str) -> dict[str, Any]:
+    detail = exc.detail
+    if isinstance(detail, str):
+        return {"status": exc.status_code, "message": detail, "request_id": request_id}
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"status": exc.status_code, "message": phrase, "data": detail, "request_id": request_id}
+
+
 async def sse_stream(items: Any, label: str, request_id: str, container: Container) -> AsyncIterator[str]:
     """Encode what a streaming handler produced; an error ends the stream with an error event."""
     # The body is sent from a task of its own: plugin code running in it sees the app's
@@ -50,6 +63,10 @@ async def sse_stream(items: Any, label: str, request_id: str, container: Contain
     try:
         async for item in source:
             yield _encode(item)
+    except HTTPException as exc:
+        # Raised on purpose: the client gets its status in an error event, as from FrameX-kit.
+        logger.info("stream of %s ended with HTTP %s (request id %s)", label, exc.status_code, request_id)
+        yield sse_event(_http_error(exc, request_id), event="error")
     except Exception:
         logger.exception("stream of %s failed (request id %s)", label, request_id)
         yield sse_event({"status": 500, "message": "Internal server error", "request_id": request_id}, event="error")

@@ -271,7 +271,7 @@ class PluginRegistry:
     def _construct(self, plugin: Plugin, cls: type, config: Any) -> Any:
         kwargs = {
             "config": config,
-            "remote_apis": {name: self.get_api(name) for name in plugin.required_remote_apis},
+            "remote_apis": self._remote_apis(plugin),
         }
         params = inspect.signature(cls).parameters.values()
         if not any(p.kind is p.VAR_KEYWORD for p in params):
@@ -289,6 +289,17 @@ class PluginRegistry:
         if config is not None and getattr(instance, "config", None) is None:
             instance.config = config
         return instance
+
+    def _remote_apis(self, plugin: Plugin) -> dict[str, PluginApi]:
+        """The required APIs known now; paths an upstream of the proxy serves are added at start."""
+        found: dict[str, PluginApi] = {}
+        for name in plugin.required_remote_apis:
+            try:
+                found[name] = self.get_api(name)
+            except ApiNotFoundError:
+                if not (self.has_proxy and name.startswith("/")):
+                    raise
+        return found
 
     # -- lifecycle ----------------------------------------------------------------
 
