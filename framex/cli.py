@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate config and plugins; print routes and function APIs")
     common(check)
+
+    migrate = commands.add_parser(
+        "migrate-config", help="convert a FrameX-kit project's configuration to config/local.yaml"
+    )
+    migrate.add_argument("--dir", default=".", metavar="PATH", help="the kit project's folder (default: here)")
+    migrate.add_argument("--force", action="store_true", help="overwrite existing config/local.yaml, config/ray.yaml")
+    migrate.add_argument(
+        "--include-env", action="store_true", help="also convert unprefixed environment variables (SERVER__PORT ...)"
+    )
     return parser
 
 
@@ -66,6 +75,10 @@ def _check(container: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``framex`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "migrate-config":
+        from framex.kit_config import migrate_command
+
+        return migrate_command(args.dir, force=args.force, include_environment=args.include_env)
     # Plugins are named by module path relative to the project, as with `python -m`.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -486,6 +488,23 @@ def migrate(
     return targets, conv, config
 
 
+def migrate_command(directory: str, force: bool = False, include_environment: bool = False) -> int:
+    """``framex migrate-config``: write the files, print what was mapped and dropped; the exit code."""
+    try:
+        written, conv, config = migrate(Path(directory), os.environ, force, include_environment)
+    except ConfigError as exc:
+        print(f"framex: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Converted the FrameX-kit configuration in {config.where}.")
+    print(describe(conv))
+    for path in written:
+        print(f"Wrote {path}")
+    if conv.use_ray:
+        print("The kit ran on Ray: start with `FRAMEX_CONFIG=config/ray.yaml framex run` (config/local.yaml is local).")
+    print("Check it with `framex check`; the kit's files are no longer read once config/local.yaml exists.")
+    return 0
+
+
 def has_kit_config(directory: Path) -> bool:
     """Whether ``directory`` holds a kit configuration file (the environment is not looked at)."""
     return find_kit_config(directory, {}) is not None
@@ -501,6 +520,7 @@ __all__ = [
     "kit_config_from_file",
     "kit_document",
     "migrate",
+    "migrate_command",
     "read_env_file",
     "read_environment",
     "read_kit_file",

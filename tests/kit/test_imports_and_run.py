@@ -1,0 +1,63 @@
+"""FrameX-kit's public import paths, and `framex.run` called the kit's way."""
+
+from __future__ import annotations
+
+import pytest
+
+import framex
+from framex.container import Container, get_container
+from tests.kit.conftest import PLUGINS
+
+
+def test_kit_import_paths_are_framex_objects() -> None:
+    import framex.plugin
+    from framex.config import settings
+    from framex.log import logger as log_logger
+    from framex.plugin.model import ApiType, PluginApi, PluginMetadata
+    from framex.utils import StreamEnventType, make_stream_event
+
+    assert ApiType is framex.plugin.ApiType and PluginMetadata is framex.PluginMetadata
+    assert PluginApi is framex.PluginApi is framex.plugin.PluginApi
+    assert framex.logger is log_logger
+    for name in ("get_plugin", "register_proxy_func", "load_plugins", "load_builtin_plugins"):
+        assert callable(getattr(framex.plugin, name)), name
+    assert callable(framex.BasePlugin.check_health) and callable(framex.BasePlugin._post_call_remote_api_hook)
+    assert settings.server.host == "127.0.0.1"
+    assert make_stream_event(StreamEnventType.MESSAGE_CHUNK, "é") == 'event: message_chunk\ndata: {"content": "é"}\n\n'
+    assert make_stream_event("debug", {"a": 1}) == 'event: debug\ndata: {"a": 1}\n\n'
+    assert make_stream_event(StreamEnventType.FINISH) == "event: finish\ndata: {}\n\n"
+
+
+async def test_register_proxy_func_accepts_proxy_functions_only() -> None:
+    from framex.errors import FrameXError
+    from tests.fixture_plugins.proxy_functions import summarize
+
+    await framex.register_proxy_func(summarize)
+
+    async def plain() -> None: ...
+
+    with pytest.raises(FrameXError, match="is not a proxy function. Decorate it with `@on_proxy"):
+        await framex.register_proxy_func(plain)
+
+
+def test_run_test_mode_with_overrides_keeps_plugins_loaded_before(default_container: Container) -> None:
+    framex.load_builtin_plugins("echo")
+    framex.load_plugins(str(PLUGINS / "kit_alias.py"))
+    app = framex.run(test_mode=True, server__title="Kit")
+    container = get_container()
+    assert container is not default_container and container.settings().server.title == "Kit"
+    assert {"echo", "kit_alias"} <= set(container.registry().plugins)
+    assert app.title == "Kit"
+
+
+def test_run_accepts_kit_keywords_with_a_deprecation_warning(default_container: Container) -> None:
+    with pytest.warns(DeprecationWarning, match=r"server_port= -> server__port=.*use_ray= -> adapter"):
+        framex.run(test_mode=True, server_host="127.0.0.2", server_port=9123, use_ray=False, enable_proxy=True)
+    settings = get_container().settings()
+    assert (settings.server.host, settings.server.port, settings.adapter) == ("127.0.0.2", 9123, "local")
+    assert "proxy" in settings.load_builtin_plugins
+
+
+def test_load_plugins_by_path_errors_name_the_path(tmp_path: object) -> None:
+    with pytest.raises(ImportError, match=r"Plugin path `/no/such/folder` does not exist\. Pass an existing"):
+        framex.load_plugins("/no/such/folder")
