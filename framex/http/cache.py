@@ -42,6 +42,7 @@ from framex.container import Container, activate, deactivate
 from framex.errors import PluginDefinitionError
 from framex.http.envelope import envelope_response, result_response
 from framex.http.errors import internal_error
+from framex.http.kit_cache import build_key
 from framex.plugin.loader import PluginApi
 
 logger = logging.getLogger("framex.cache")
@@ -557,7 +558,11 @@ def cached_endpoint(
         if cache is None:
             return await respond(request, kwargs, {STATUS_HEADER: "DISABLED"})
         try:
-            key = key_builder(**kwargs) if key_builder is not None else default_key(request.method, path, kwargs)
+            key = (
+                build_key(key_builder, request, kwargs)
+                if key_builder is not None
+                else default_key(request.method, path, kwargs)
+            )
             if not isinstance(key, str):
                 raise TypeError(f"the cache key_builder returned {type(key).__name__}, not str")
         except HTTPException:

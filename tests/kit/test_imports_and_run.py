@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import framex
@@ -36,7 +38,7 @@ async def test_register_proxy_func_accepts_proxy_functions_only() -> None:
 
     async def plain() -> None: ...
 
-    with pytest.raises(FrameXError, match="is not a proxy function. Decorate it with `@on_proxy"):
+    with pytest.raises(FrameXError, match=r"is not a proxy function\. Decorate it with `@on_proxy"):
         await framex.register_proxy_func(plain)
 
 
@@ -58,6 +60,25 @@ def test_run_accepts_kit_keywords_with_a_deprecation_warning(default_container: 
     assert "proxy" in settings.load_builtin_plugins
 
 
-def test_load_plugins_by_path_errors_name_the_path(tmp_path: object) -> None:
+def test_load_plugins_by_path_errors_name_the_path(kit_container: Container) -> None:
     with pytest.raises(ImportError, match=r"Plugin path `/no/such/folder` does not exist\. Pass an existing"):
         framex.load_plugins("/no/such/folder")
+
+
+def test_a_folder_with_a_broken_module_stops_loading(kit_container: Container, tmp_path: Path) -> None:
+    # The kit logs a module that fails to import and loads the others; FrameX stops with
+    # the reason (docs/migrating.md, "Where FrameX answers differently").
+    folder = tmp_path / "kit_folder_with_broken"
+    folder.mkdir()
+    (folder / "fine.py").write_text(
+        'from framex.plugin import PluginMetadata\n__plugin_meta__ = PluginMetadata(name="f")\n'
+    )
+    (folder / "broken.py").write_text('raise RuntimeError("cannot reach the store.")\n')
+    message = (
+        "Plugin `kit_folder_with_broken.broken` failed to import: RuntimeError: cannot reach the store. "
+        "Fix the error in `kit_folder_with_broken.broken`."
+    )
+    with pytest.raises(ImportError) as caught:
+        framex.load_plugins(str(folder))
+    assert str(caught.value) == message
+    assert kit_container.registry().plugins == {}

@@ -111,13 +111,15 @@ def test_kit_settings_and_logger(kit_client: TestClient, caplog: pytest.LogCaptu
     with caplog.at_level(logging.INFO, logger="framex.plugin"):
         framex.logger.success("done {}", 1)
         framex.logger.opt(colors=True).warning("<y>careful</y>")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("INFO", "done 1"), ("WARNING", "<y>careful</y>")]
+    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert records == [("INFO", "done 1"), ("WARNING", "<y>careful</y>")]
 
 
 def test_config_class_module_without_apis(kit_client: TestClient) -> None:
     plugin = framex.get_plugin("kit_meta")
     assert plugin is not None and plugin.metadata.config_class is not None
-    assert framex.get_plugin_config("kit_meta", plugin.metadata.config_class).model_dump() == {"id": 1, "label": "from-yaml"}
+    config = framex.get_plugin_config("kit_meta", plugin.metadata.config_class)
+    assert config.model_dump() == {"id": 1, "label": "from-yaml"}
     assert framex.get_plugin("nope") is None
     assert kit_client.get("/version").json()["data"]["plugins"]["kit_meta"] == framex.VERSION
 
