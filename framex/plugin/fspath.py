@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -40,6 +42,7 @@ def module_name_for(name: str) -> str:
             if all(part.isidentifier() for part in parts):
                 if str(root) not in {str(Path(p or ".").resolve()) for p in sys.path}:
                     sys.path.insert(0, str(root))
+                _claim_folders(name, root, parts)
                 return ".".join(parts)
     if not target.name.isidentifier():
         raise PluginLoadError(
@@ -47,4 +50,33 @@ def module_name_for(name: str) -> str:
             "(letters, digits and `_`)."
         )
     sys.path.insert(0, str(target.parent))
+    _claim_folders(name, target.parent, (target.name,))
     return target.name
+
+
+def _claim_folders(given: str, root: Path, parts: tuple[str, ...]) -> None:
+    """Bind the folders on the way to the plugin (those without ``__init__.py``) to their names.
+
+    Python prefers a regular package of the same name anywhere on ``sys.path`` over a
+    folder without ``__init__.py``; the folder named here must win.
+    """
+    for depth in range(1, len(parts) + 1):
+        folder = root.joinpath(*parts[:depth])
+        if not folder.is_dir() or (folder / "__init__.py").exists():
+            continue
+        dotted = ".".join(parts[:depth])
+        existing = sys.modules.get(dotted)
+        if existing is not None:
+            if str(folder) in list(getattr(existing, "__path__", [])):
+                continue
+            where = getattr(existing, "__file__", None) or list(getattr(existing, "__path__", []))
+            raise PluginLoadError(
+                f"Plugin path `{given}`: its module name `{dotted}` is already taken by `{where}`. "
+                "Rename the folder, or load the plugins by their dotted module name."
+            )
+        spec = importlib.machinery.ModuleSpec(dotted, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[dotted] = module
+        if depth > 1:
+            setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,26 @@ def test_a_folder_with_a_broken_module_stops_loading(kit_container: Container, t
         framex.load_plugins(str(folder))
     assert str(caught.value) == message
     assert kit_container.registry().plugins == {}
+
+
+def test_a_plugin_folder_wins_over_a_package_of_the_same_name(
+    kit_container: Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kit project's `plugins/` folder has no `__init__.py`; a regular package called
+    # `plugins` elsewhere on sys.path would otherwise be imported instead.
+    other = tmp_path / "site" / "kit_shadowed"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    folder = tmp_path / "project" / "kit_shadowed"
+    folder.mkdir(parents=True)
+    (folder / "kit_inside.py").write_text(
+        'from framex.plugin import PluginMetadata\n__plugin_meta__ = PluginMetadata(name="inside")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.chdir(tmp_path / "project")
+    try:
+        [plugin] = framex.load_plugins(str(folder))
+        assert plugin.name == "kit_inside" and plugin.module.__file__ == str(folder / "kit_inside.py")
+    finally:
+        for name in ("kit_shadowed", "kit_shadowed.kit_inside"):
+            sys.modules.pop(name, None)
