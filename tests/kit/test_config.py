@@ -21,7 +21,7 @@ from tests.server import ROOT, _served
 
 KIT_TOML = """
 load_builtin_plugins = ["echo", "proxy"]
-load_plugins = ["plugins"]
+load_plugins = ["kitproj_plugins"]
 base_ingress_config = { max_ongoing_requests = 10 }
 
 [server]
@@ -79,7 +79,7 @@ EXPECTED = {
         "deployment_defaults": {"max_ongoing_requests": 10},
     },
     "log": {"exclude_paths": ["/ping"]},
-    "load_plugins": ["plugins"],
+    "load_plugins": ["kitproj_plugins"],
     "load_builtin_plugins": ["echo", "proxy"],
     "plugins": {
         "foo": {"debug": True},
@@ -136,9 +136,9 @@ def test_every_key_with_an_equivalent_is_mapped(kit_project: Path) -> None:
 def test_run_without_framex_config_uses_the_kit_config(
     kit_project: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (kit_project / "plugins").mkdir()
-    (kit_project / "plugins" / "__init__.py").write_text("")
-    (kit_project / "plugins" / "foo.py").write_text(
+    (kit_project / "kitproj_plugins").mkdir()
+    (kit_project / "kitproj_plugins" / "__init__.py").write_text("")
+    (kit_project / "kitproj_plugins" / "foo.py").write_text(
         "from framex.plugin import PluginMetadata, on_request\n"
         '__plugin_meta__ = PluginMetadata(name="foo")\n'
         '@on_request("/foo")\nasync def foo() -> str:\n    return "foo"\n'
@@ -150,8 +150,8 @@ def test_run_without_framex_config_uses_the_kit_config(
             assert main(["check", "--adapter", "local"]) == 0
     finally:
         sys.path.remove(monkeypatch_path)
-        sys.modules.pop("plugins.foo", None)
-        sys.modules.pop("plugins", None)
+        sys.modules.pop("kitproj_plugins.foo", None)
+        sys.modules.pop("kitproj_plugins", None)
     out = capsys.readouterr().out
     assert "GET     /api/v1/foo" in out and "plugin proxy" in out
     [warning] = [r.getMessage() for r in caplog.records]
