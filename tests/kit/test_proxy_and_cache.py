@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -50,5 +51,45 @@ def test_kit_shaped_cache_key_builder() -> None:
             assert client.get("/api/v1/kit/status").headers["X-FrameX-Cache-Status"] == "HIT"
             assert kit_cached.calls["report"] - before["report"] == 1
             assert kit_cached.calls["status"] - before["status"] == 1
+    finally:
+        close_container(container)
+
+
+def test_kit_proxy_config_mirrors_the_upstream(
+    upstream: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kit's `[plugins.proxy.proxy_urls."<url>"]` form, read from config.toml.
+    (tmp_path / "config.toml").write_text(
+        'load_builtin_plugins = ["proxy"]\n[server]\nenable_proxy = true\n'
+        f'[plugins.proxy.proxy_urls."{upstream.url}"]\n'
+        'enable = ["/api/v1/*"]\ndisable = ["/api/v1/private"]\ndocs_path = "/openapi.json"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    container = create_container(None)
+    try:
+        with use_container(container), TestClient(framex.create_app(container)) as client:
+            assert client.get("/api/v1/items/3", params={"q": "x"}).json()["item_id"] == 3
+            assert client.get("/api/v1/private").status_code == 404  # disabled
+    finally:
+        close_container(container)
+
+
+def test_kit_auth_rules_answer_with_real_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kit answers `{"status": 401, "message": "Invalid API Key(<key>) for API(...)"}`;
+    # FrameX sends HTTP 401 and never repeats the key (docs/migrating.md).
+    (tmp_path / "config.toml").write_text(
+        'load_builtin_plugins = ["echo"]\n[auth]\nrules = { "/api/v1/echo" = ["i_am_general_auth_keys"] }\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    container = create_container(None)
+    try:
+        with use_container(container), TestClient(framex.create_app(container)) as client:
+            params = {"message": "hello world"}
+            good = client.get("/api/v1/echo", params=params, headers={"Authorization": "i_am_general_auth_keys"})
+            assert good.json()["data"] == "hello world"
+            missing = client.get("/api/v1/echo", params=params)
+            wrong = client.get("/api/v1/echo", params=params, headers={"Authorization": "error_key"})
+            assert missing.status_code == wrong.status_code == 401
+            assert wrong.json()["status"] == 401 and "error_key" not in wrong.text
     finally:
         close_container(container)
