@@ -21,6 +21,7 @@ from framex.container import Container, get_container
 from framex.errors import FrameXError
 from framex.plugin.loader import Plugin
 from framex.plugin.proxy import proxy_function
+from framex.plugin.registry import PluginRegistry
 
 # -- results of `BasePlugin._call_remote_api` -------------------------------------------
 
@@ -65,6 +66,17 @@ async def register_proxy_func(func: Callable[..., Any]) -> None:
     name = f"{func.__module__}.{func.__qualname__}"
     if proxy_function(name) is None:
         raise FrameXError(f"`{name}` is not a proxy function. Decorate it with `@on_proxy()`.")
+
+
+def health_check_of(registry: PluginRegistry, plugin: str, cls: type) -> Callable[[], Any] | None:
+    """The bound ``check_health`` of the instance of ``cls`` (FrameX-kit plugin classes may
+    define one; Ray Serve replicas call it)."""
+    apis = [api for api in registry.plugins[plugin].apis if api.owner is cls]
+    if not apis:
+        return None
+    instance = getattr(registry.handler(apis[0]), "__self__", None)
+    check: Callable[[], Any] | None = getattr(instance, "check_health", None)
+    return check
 
 
 # -- logger -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from framex.adapters.ray import start_ray, stop_ray, unwrap_error
 from framex.config import deep_merge
 from framex.container import Container, use_container
 from framex.errors import FrameXError, PluginDefinitionError
+from framex.kit import health_check_of
 from framex.logs import configure_replica_logging
 from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
@@ -129,6 +130,14 @@ class PluginReplica:
         registry.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
         await registry.start()
         self.registry = registry
+        self._health = health_check_of(registry, plugin, classes[0])
+
+    async def check_health(self) -> None:
+        """Ray Serve's periodic check: the plugin class's own ``check_health``, if it has one."""
+        if self._health is not None:
+            result = self._health()
+            if inspect.isawaitable(result):
+                await result
 
     async def __del__(self) -> None:
         # Ray Serve awaits this when it stops the replica: the plugin's `on_stop`.

@@ -106,3 +106,17 @@ def test_a_plugin_folder_wins_over_a_package_of_the_same_name(
     finally:
         for name in ("kit_shadowed", "kit_shadowed.kit_inside"):
             sys.modules.pop(name, None)
+
+
+def test_the_plugin_class_check_health_is_found_for_ray_replicas(kit_container: Container) -> None:
+    # Ray Serve replicas call it (framex.adapters.ray_serve.PluginReplica.check_health).
+    from framex.kit import health_check_of
+
+    framex.load_builtin_plugins("echo")
+    framex.load_plugins("tests.kit.plugins.kit_stream")
+    registry = kit_container.registry()
+    registry.instantiate()
+    [(cls, _)] = registry.plugins["kit_stream"].classes
+    check = health_check_of(registry, "kit_stream", cls)
+    assert check is not None and check.__self__.__class__ is cls  # type: ignore[attr-defined]
+    assert check() is None
