@@ -57,9 +57,11 @@ def run(test_mode: bool = False, config_path: str | None = None, **overrides: An
     from framex.serve import serve
 
     overrides = translate_run_kwargs(overrides)
-    previous = get_container()
-    container = create_container(config_path, **overrides) if (config_path or overrides) else previous
-    carry_loaded_plugins(previous, container)
+    if config_path or overrides:
+        container = create_container(config_path, **overrides)
+        carry_loaded_plugins(container)
+    else:
+        container = get_container()
     use_container(container)
     if test_mode:
         return create_app(container)

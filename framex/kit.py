@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from framex.container import Container, get_container
-from framex.errors import FrameXError
+from framex.errors import ConfigError, FrameXError
 from framex.plugin.loader import Plugin
 from framex.plugin.proxy import proxy_function
 from framex.plugin.registry import PluginRegistry
@@ -221,12 +221,17 @@ def translate_run_kwargs(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def carry_loaded_plugins(previous: Container, container: Container) -> None:
-    """Load into ``container`` the plugins loaded into ``previous`` with ``framex.load_*``.
+def carry_loaded_plugins(container: Container) -> None:
+    """Load into ``container`` the plugins loaded with ``framex.load_*`` into the active one.
 
     ``framex.run(test_mode=True, **overrides)`` builds a new container; plugins loaded
-    before into the active one must not be dropped on the way.
+    before must not be dropped on the way. Without a usable active container (its
+    configuration is invalid) there is nothing to carry.
     """
+    try:
+        previous = get_container()
+    except ConfigError:
+        return
     if previous is container:
         return
     registry = previous.registry()
