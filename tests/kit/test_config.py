@@ -250,3 +250,27 @@ def test_kit_run_flags_are_accepted_with_a_warning(
     assert settings.adapter == "local" and settings.load_builtin_plugins == ["echo", "proxy"]
     assert (settings.ray.num_cpus, settings.ray.dashboard) == (2, True)
     assert served == [get_container()]
+
+
+def test_env_files_list_form_proxy_urls_and_unknown_builtins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        '# comment\nexport LOAD_BUILTIN_PLUGINS=\'["echo", "invoker"]\'\n'
+        'PLUGINS__PROXY__PROXY_URLS=["http://127.0.0.1:9000"]\nSERVER__HOST="0.0.0.0"\nNOT_KIT__X=1\n'
+    )
+    config = find_kit_config(tmp_path, {})
+    assert config is not None and config.sources == [".env"]
+    conversion = convert(config)
+    assert conversion.settings == {
+        "server": {"host": "0.0.0.0"},
+        "load_builtin_plugins": ["echo"],
+        "plugins": {"proxy": {"upstreams": {"http://127.0.0.1:9000": {"enable": [], "disable": []}}}},
+    }
+    assert ("load_builtin_plugins: invoker", "FrameX has no built-in plugin `invoker`.") in conversion.dropped
+
+
+def test_unknown_proxy_url_rule_keys_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[plugins.proxy.proxy_urls."http://h:1"]\nenabled = ["/x"]\n')
+    config = find_kit_config(tmp_path, {})
+    assert config is not None
+    with pytest.raises(ConfigError, match=r"proxy_urls.http://h:1` has unknown key\(s\) enabled; accepted: enable"):
+        convert(config)
