@@ -78,12 +78,24 @@ def _kit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if given["dashboard"]:
         overrides["ray__dashboard"] = True
     if given["enable_proxy"]:
-        builtins = list(args.load_builtin_plugins or [])
-        from framex.config import load_settings
-
-        builtins = builtins or load_settings(args.config).load_builtin_plugins
+        builtins = list(args.load_builtin_plugins or []) or _configured_builtins(args.config)
         overrides["load_builtin_plugins"] = [*builtins, "proxy"] if "proxy" not in builtins else builtins
     return overrides
+
+
+def _configured_builtins(config: str | None) -> list[str]:
+    import logging
+
+    from framex.config import load_settings
+
+    # Read once more only for this list: the warning about a kit configuration is logged
+    # when the container is built.
+    config_logger = logging.getLogger("framex.config")
+    disabled, config_logger.disabled = config_logger.disabled, True
+    try:
+        return list(load_settings(config).load_builtin_plugins)
+    finally:
+        config_logger.disabled = disabled
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

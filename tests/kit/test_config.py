@@ -239,12 +239,17 @@ def test_framex_run_serves_a_kit_project(tmp_path: Path) -> None:
 
 
 def test_kit_run_flags_are_accepted_with_a_warning(
-    kit_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    kit_project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     served: list[object] = []
     monkeypatch.setattr("framex.serve.serve", served.append)
     (kit_project / "config.toml").write_text('load_builtin_plugins = ["echo"]\n')
-    assert main(["run", "--no-use-ray", "--enable-proxy", "--num-cpus", "2", "--dashboard-port", "8265"]) == 0
+    with caplog.at_level(logging.WARNING, logger="framex.config"):
+        assert main(["run", "--no-use-ray", "--enable-proxy", "--num-cpus", "2", "--dashboard-port", "8265"]) == 0
+    assert len(caplog.records) == 1  # the kit configuration is announced once
     assert "FrameX-kit's flags; use --adapter ray|local" in capsys.readouterr().err
     settings = get_container().settings()
     assert settings.adapter == "local" and settings.load_builtin_plugins == ["echo", "proxy"]
