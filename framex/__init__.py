@@ -16,6 +16,10 @@ from framex.plugin.metadata import ApiType, PluginMetadata
 from framex.plugin.proxy import on_proxy
 from framex.remote import remote
 
+# FrameX-kit's names (docs/migrating.md).
+from framex.kit import get_plugin, logger, register_proxy_func  # isort: skip
+from framex.plugin.loader import PluginApi  # isort: skip
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -48,9 +52,15 @@ def run(test_mode: bool = False, config_path: str | None = None, **overrides: An
     ``overrides`` take precedence over the YAML file and the environment
     (``server__port=9000`` or ``server={"port": 9000}``).
     """
+    from framex.kit import carry_loaded_plugins, translate_run_kwargs
     from framex.serve import serve
 
-    container = create_container(config_path, **overrides) if (config_path or overrides) else get_container()
+    overrides = translate_run_kwargs(overrides)
+    if config_path or overrides:
+        container = create_container(config_path, **overrides)
+        carry_loaded_plugins(container)
+    else:
+        container = get_container()
     use_container(container)
     if test_mode:
         return create_app(container)
@@ -65,17 +75,21 @@ __all__ = [
     "BasePlugin",
     "Container",
     "FrameXError",
+    "PluginApi",
     "PluginMetadata",
     "call_plugin_api",
     "create_app",
     "create_container",
     "get_container",
+    "get_plugin",
     "get_plugin_config",
     "load_builtin_plugins",
     "load_plugins",
+    "logger",
     "on_proxy",
     "on_register",
     "on_request",
+    "register_proxy_func",
     "remote",
     "run",
     "use_container",

@@ -13,7 +13,7 @@ from framex.context import current_plugin, get_container
 M = TypeVar("M", bound=BaseModel)
 
 
-async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
+async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
     """Call another plugin's API by HTTP path (``/api/v1/echo``) or function name.
 
     Works in handlers, in ``on_start``, in scripts and in tests. Returns the handler's
@@ -21,6 +21,8 @@ async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
     Dicts passed for pydantic-model parameters are validated into the model. A plugin
     may only call APIs listed in its ``required_remote_apis`` (and its own).
     """
+    if not api_name:
+        api_name = _api_name_keyword(kwargs)
     runtime = get_container().runtime()
     registry = runtime.registry
     registry.load_configured()
@@ -43,6 +45,14 @@ async def call_plugin_api(api_name: str, /, **kwargs: Any) -> Any:
     if not runtime.started:
         await runtime.start()
     return await runtime.invoke(api, arguments)
+
+
+def _api_name_keyword(kwargs: dict[str, Any]) -> str:
+    # FrameX-kit code calls `call_plugin_api(api_name="/api/v1/echo", ...)`.
+    name = kwargs.pop("api_name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError("call_plugin_api() needs the API name: a path like `/api/v1/echo` or a function API name.")
+    return name
 
 
 def get_plugin_config(plugin_name: str, config_class: type[M]) -> M:

@@ -27,12 +27,16 @@ class PluginStartError(FrameXError, RuntimeError):
     """A plugin's ``on_start`` hook failed."""
 
 
-class ApiNotFoundError(FrameXError, LookupError):
-    """``call_plugin_api`` named an API that no loaded plugin provides."""
+class ApiNotFoundError(FrameXError, LookupError, RuntimeError):
+    """``call_plugin_api`` named an API that no loaded plugin provides.
+
+    Also a ``RuntimeError``, which FrameX-kit code catches."""
 
 
-class ApiNotDeclaredError(FrameXError, PermissionError):
-    """A plugin called an API missing from its ``required_remote_apis``."""
+class ApiNotDeclaredError(FrameXError, PermissionError, RuntimeError):
+    """A plugin called an API missing from its ``required_remote_apis``.
+
+    Also a ``RuntimeError``, which FrameX-kit code catches."""
 
 
 class RemoteError(FrameXError, RuntimeError):

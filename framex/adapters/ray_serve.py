@@ -25,6 +25,7 @@ from framex.config import deep_merge, validate_settings
 from framex.container import Container, container_of
 from framex.context import use_container
 from framex.errors import FrameXError, PluginDefinitionError
+from framex.kit import health_check_of
 from framex.logs import configure_replica_logging
 from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
@@ -133,6 +134,14 @@ class PluginReplica:
         await runtime.start()
         self.runtime = runtime
         self.registry = registry
+        self._health = health_check_of(runtime, plugin, classes[0])
+
+    async def check_health(self) -> None:
+        """Ray Serve's periodic check: the plugin class's own ``check_health``, if it has one."""
+        if self._health is not None:
+            result = self._health()
+            if inspect.isawaitable(result):
+                await result
 
     async def __del__(self) -> None:
         # Ray Serve awaits this when it stops the replica: the plugin's `on_stop`.

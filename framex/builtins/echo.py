@@ -11,6 +11,9 @@ from pydantic import BaseModel
 
 from framex.consts import VERSION
 from framex.plugin import ApiType, BasePlugin, PluginMetadata, on_register, on_request
+from framex.utils import StreamEnventType, make_stream_event
+
+STREAM_PREFIX = "This message is being streamed., "
 
 __plugin_meta__ = PluginMetadata(
     name="echo",
@@ -39,14 +42,17 @@ class EchoPlugin(BasePlugin):
         return f"{message},{model.model_dump()}"
 
     @on_request("/echo_stream", methods=["GET"], stream=True)
-    async def echo_stream(
-        self, message: str, delay: Annotated[float, Query(ge=0, le=10)] = 0.0
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Stream `message` back one character per event, `delay` seconds apart (at most 10)."""
-        for char in message:
-            yield {"content": char}
+    async def echo_stream(self, message: str, delay: Annotated[float, Query(ge=0, le=10)] = 0.0) -> AsyncIterator[str]:
+        """Stream `This message is being streamed., <message>` one character per
+        `message_chunk` event, `delay` seconds apart (at most 10), then a `finish` event.
+
+        The same events as FrameX-kit's echo, so clients of a kit service keep working.
+        """
+        for char in f"{STREAM_PREFIX}{message}":
+            yield make_stream_event(StreamEnventType.MESSAGE_CHUNK, char)
             if delay:
                 await asyncio.sleep(delay)
+        yield make_stream_event(StreamEnventType.FINISH)
 
     @on_request(call_type=ApiType.FUNC)
     async def confess(self, message: str, call_back: Callable[[str], Any]) -> str:

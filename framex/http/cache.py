@@ -35,6 +35,7 @@ from framex.errors import PluginDefinitionError
 from framex.http.cache_stores import CachedResponse, CacheStore, FileStore, MemoryStore, freeze
 from framex.http.envelope import envelope_response
 from framex.http.errors import internal_error
+from framex.http.kit_cache import key_function
 from framex.http.pipeline import Compute, Layer, failure
 from framex.plugin.loader import PluginApi
 
@@ -250,7 +251,9 @@ def cache_layer(cache: RequestCache | None, settings: CacheSettings) -> Layer:
 
     def layer(api: PluginApi, compute: Compute) -> Compute:
         route = route_cache(api, settings)  # validated even when caching is off: a config flip must not break it
-        ttl, key_builder = route.ttl, route.key_builder
+        ttl = route.ttl
+        # FrameX's key builders take the handler's arguments; FrameX-kit's the request too.
+        key_of = key_function(route.key_builder) if route.key_builder is not None else None
         label, path = api.label, api.path
         assert path is not None  # only HTTP APIs get routes
 
@@ -269,7 +272,7 @@ def cache_layer(cache: RequestCache | None, settings: CacheSettings) -> Layer:
             if cache is None:
                 return await respond(request, kwargs, {STATUS_HEADER: "DISABLED"})
             try:
-                key = key_builder(**kwargs) if key_builder is not None else default_key(request.method, path, kwargs)
+                key = key_of(request, kwargs) if key_of is not None else default_key(request.method, path, kwargs)
                 if not isinstance(key, str):
                     raise TypeError(f"the cache key_builder returned {type(key).__name__}, not str")
             except HTTPException:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 from starlette.concurrency import iterate_in_threadpool
+from starlette.exceptions import HTTPException
 
 from framex.context import activate
 
@@ -36,6 +38,17 @@ def _encode(item: Any) -> str:
     if isinstance(item, str) and item.endswith("\n\n"):
         return item
     return sse_event(item)
+
+
+def _http_error(exc: HTTPException, request_id: str) -> dict[str, Any]:
+    detail = exc.detail
+    if isinstance(detail, str):
+        return {"status": exc.status_code, "message": detail, "request_id": request_id}
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"status": exc.status_code, "message": phrase, "data": detail, "request_id": request_id}
 
 
 async def sse_stream(
@@ -73,6 +86,10 @@ async def _events(items: Any, label: str, request_id: str) -> AsyncGenerator[str
     try:
         async for item in source:
             yield _encode(item)
+    except HTTPException as exc:
+        # Raised on purpose: the client gets its status in an error event, as from FrameX-kit.
+        logger.info("stream of %s ended with HTTP %s (request id %s)", label, exc.status_code, request_id)
+        yield sse_event(_http_error(exc, request_id), event="error")
     except Exception:
         logger.exception("stream of %s failed (request id %s)", label, request_id)
         yield sse_event({"status": 500, "message": "Internal server error", "request_id": request_id}, event="error")

@@ -24,7 +24,21 @@ class BasePlugin:
         """Release what ``on_start`` acquired; awaited at shutdown."""
 
     async def _call_remote_api(self, api_name: str, **kwargs: Any) -> Any:
-        # FrameX-kit plugins call other plugins through this method.
-        from framex.calls import call_plugin_api
+        """Call another plugin's API with FrameX-kit's result shape.
 
-        return await call_plugin_api(api_name, **kwargs)
+        Unlike ``call_plugin_api``, a stream is returned read whole as a list of its
+        items, and a pydantic model as its dict by alias; the result then passes through
+        :meth:`_post_call_remote_api_hook`.
+        """
+        from framex.calls import call_plugin_api
+        from framex.kit import kit_result
+
+        result = await kit_result(await call_plugin_api(api_name, **kwargs))
+        return self._post_call_remote_api_hook(result)
+
+    def _post_call_remote_api_hook(self, data: Any) -> Any:
+        """Override to post-process every :meth:`_call_remote_api` result."""
+        return data
+
+    def check_health(self) -> None:
+        """Ray Serve calls it to check a replica; raise to report it unhealthy."""

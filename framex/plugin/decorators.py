@@ -70,7 +70,8 @@ def on_request(
             raise ValueError(f"@on_request(call_type={kind.value!r}) needs a path to serve over HTTP.")
         kind = ApiType.FUNC
     if path is not None and not path.startswith("/"):
-        raise ValueError(f"@on_request({path!r}): the path must start with `/`, e.g. `/{path}`.")
+        # As in FrameX-kit: `@on_request("echo")` serves `/api/v1/echo`.
+        path = "/" + path
     verbs = tuple(m.upper() for m in (methods or ("GET",)))
     unknown = [m for m in verbs if m not in _METHODS]
     if unknown:

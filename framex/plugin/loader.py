@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from framex.consts import API_STR
 from framex.errors import PluginDefinitionError, PluginLoadError
 from framex.plugin.decorators import API_ATTR, REGISTER_ATTR, ApiSpec, RegisterSpec
+from framex.plugin.fspath import is_path, module_name_for
 from framex.plugin.metadata import ApiType, PluginMetadata
 
 BUILTIN_PACKAGE = "framex.builtins"
@@ -99,6 +100,8 @@ def expand(path: str) -> Iterator[ModuleType]:
     A module (or package) with ``__plugin_meta__`` is one plugin. A package without it is
     a collection: each of its public submodules that defines ``__plugin_meta__`` is one.
     """
+    if is_path(path):
+        path = module_name_for(path)
     module = _import(path, path)
     if hasattr(module, "__plugin_meta__"):
         yield module
@@ -132,12 +135,18 @@ def _import(module_name: str, plugin: str) -> ModuleType:
                 f"Plugin `{plugin}` was not found: no module named `{exc.name}`. Check the name in "
                 "`load_plugins` and that its folder is importable (run from the project root)."
             ) from exc
-        raise PluginLoadError(f"Plugin `{plugin}` failed to import: {exc}.") from exc
+        raise PluginLoadError(f"Plugin `{plugin}` failed to import: {_sentence(exc)}") from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise PluginLoadError(
-            f"Plugin `{plugin}` failed to import: {type(exc).__name__}: {exc}. Fix the error in `{module_name}`."
+            f"Plugin `{plugin}` failed to import: {type(exc).__name__}: {_sentence(exc)} "
+            f"Fix the error in `{module_name}`."
         ) from exc
+
+
+def _sentence(exc: BaseException) -> str:
+    """An exception's text ending in exactly one full stop."""
+    return str(exc).rstrip().rstrip(".") + "."
 
 
 def read_plugin(module: ModuleType) -> Plugin:

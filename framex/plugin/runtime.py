@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from framex.context import current_plugin
-from framex.errors import FrameXError, PluginStartError
+from framex.errors import ApiNotFoundError, FrameXError, PluginStartError
 from framex.plugin.loader import Plugin, PluginApi
 from framex.plugin.registry import PluginRegistry
 
@@ -104,7 +104,7 @@ class PluginRuntime:
     def _construct(self, plugin: Plugin, cls: type, config: Any) -> Any:
         kwargs = {
             "config": config,
-            "remote_apis": {name: self.registry.get_api(name) for name in plugin.required_remote_apis},
+            "remote_apis": self._remote_apis(plugin),
         }
         params = inspect.signature(cls).parameters.values()
         if not any(p.kind is p.VAR_KEYWORD for p in params):
@@ -122,6 +122,17 @@ class PluginRuntime:
         if config is not None and getattr(instance, "config", None) is None:
             instance.config = config
         return instance
+
+    def _remote_apis(self, plugin: Plugin) -> dict[str, PluginApi]:
+        """The required APIs known now; HTTP paths that plugins discovering APIs add come at start."""
+        found: dict[str, PluginApi] = {}
+        for name in plugin.required_remote_apis:
+            try:
+                found[name] = self.registry.get_api(name)
+            except ApiNotFoundError:
+                if not (self.registry.discovering and name.startswith("/")):
+                    raise
+        return found
 
     def _loaded(self, plugins: list[Plugin]) -> None:
         self._ready = False  # the new plugins start on the next start()

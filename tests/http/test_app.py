@@ -124,7 +124,10 @@ def test_sse_error_mid_stream_ends_with_error_event(client: httpx.Client) -> Non
 
 def test_echo_stream_and_greeter(client: httpx.Client) -> None:
     events = client.get("/api/v1/echo_stream", params={"message": "ab"}).text
-    assert events == 'data: {"content":"a"}\n\ndata: {"content":"b"}\n\n'
+    # FrameX-kit's echo events: a prefix and the message, one character per chunk, then `finish`.
+    text = "This message is being streamed., ab"
+    chunks = "".join(f'event: message_chunk\ndata: {{"content": "{c}"}}\n\n' for c in text)
+    assert events == chunks + "event: finish\ndata: {}\n\n"
     for endless in ("inf", "nan", "-1", "11"):  # a delay that would hold the connection (nearly) forever
         assert client.get("/api/v1/echo_stream", params={"message": "ab", "delay": endless}).status_code == 422
     assert ok(client.get("/api/v1/greeter/hello", params={"name": "ann"})) == "Hi, ann!"

@@ -127,8 +127,10 @@ def test_builtin_plugins() -> None:
 
 
 def test_decorator_validation() -> None:
-    with pytest.raises(ValueError, match="must start with `/`"):
-        on_request("echo")
+    # A path without its leading `/` gets one, as in FrameX-kit (docs/migrating.md).
+    def handler() -> None: ...
+
+    assert on_request("echo")(handler).__framex_api__.path == "/echo"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="unknown HTTP method"):
         on_request("/x", methods=["FETCH"])
     with pytest.raises(ValueError, match="unknown call_type 'rpc'"):
