@@ -81,10 +81,7 @@ class TextFormatter(logging.Formatter):
     def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
         """The line of a record with these attributes (and no exception or stack)."""
         rid = fields.get("request_id")
-        if rid:
-            line = f"{levelname} {name} [{rid}]: {message}"
-        else:
-            line = f"{levelname} {name}: {message}"
+        line = f"{levelname} {name} [{rid}]: {message}" if rid else f"{levelname} {name}: {message}"
         return line if line.isprintable() else escape_controls(line)
 
 

@@ -263,7 +263,9 @@ def test_text_lines_escape_control_characters_in_messages_and_arguments(
         logger.warning("GET %s: refused", FORGED)  # in an argument
         logger.warning(FORGED)  # in the message itself
         assert setup.handler is not None
-        line = setup.handler.format_fields(logging.INFO, "framex.access", f"GET {FORGED} 404", {"request_id": "r\n1"}, 0)
+        line = setup.handler.format_fields(
+            logging.INFO, "framex.access", f"GET {FORGED} 404", {"request_id": "r\n1"}, 0
+        )
         assert line is not None
         setup.handler.queue_lines([line])
         setup.handler.flush()

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from framex.builtins.proxy.config import ProxySettings, UpstreamSettings
-from framex.builtins.proxy.http1 import Pool, Response, UpstreamProtocolError
+from framex.builtins.proxy.http1 import Pool, Response, UpstreamClosedError, UpstreamProtocolError
 
 logger = logging.getLogger("framex.proxy")
 
@@ -71,9 +71,11 @@ class UpstreamUnavailableError(Exception):
     def __init__(self, url: str, timed_out: bool, cause: BaseException) -> None:
         self.url = url
         self.timed_out = timed_out
-        self.invalid = isinstance(cause, UpstreamProtocolError)
+        self.invalid = isinstance(cause, UpstreamProtocolError) or (
+            isinstance(cause, UpstreamClosedError) and cause.got_response
+        )
         """The upstream answered, but not in valid HTTP (or beyond this client's limits)."""
-        what = "did not answer in time" if timed_out else "sent an invalid answer" if self.invalid else "is unreachable"
+        what = "did not answer in time" if timed_out else "broke HTTP" if self.invalid else "is unreachable"
         super().__init__(f"upstream {url} {what}: {type(cause).__name__}: {cause}")
 
 

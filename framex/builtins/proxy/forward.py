@@ -85,7 +85,7 @@ def unavailable_message(exc: UpstreamUnavailableError) -> tuple[int, str]:
     if exc.timed_out:
         return 504, "Gateway timeout: the upstream service did not answer in time."
     if exc.invalid:
-        return 502, "Bad gateway: the upstream service sent an invalid answer."
+        return 502, "Bad gateway: the upstream service sent an invalid or incomplete answer."
     return 502, "Bad gateway: the upstream service is unreachable."
 
 
@@ -172,6 +172,16 @@ class ForwardRoute:
                 await send({"type": "http.response.start", "status": status, "headers": out})
                 await send({"type": "http.response.body", "body": data})
                 return
+            if not self.operation.stream and response.content_type != SSE:
+                # Not a stream by contract: the first body bytes (or the end) come before the
+                # status goes out, so an answer broken from its start is a 502, not a 200 cut short.
+                try:
+                    await response.wait_body()
+                except (TimeoutError, OSError) as exc:
+                    error = failure(upstream.url, exc)
+                    logger.warning("%s %s: %s", method, path, error)
+                    await _send_error(send, *unavailable_message(error))
+                    return
             await send({"type": "http.response.start", "status": status, "headers": out})
             # Until the upstream ends the stream or the client leaves: a client gone does
             # not stop the server from calling `send`, so its departure is watched for.
@@ -189,8 +199,11 @@ class ForwardRoute:
             async for chunk in response.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (TimeoutError, OSError) as exc:
-            # The status is sent: all that is left is to end the stream early.
-            logger.warning("%s %s: upstream %s broke off its stream: %r", method, path, self.upstream.url, exc)
+            # The status is sent. Ending the body cleanly would pass a truncated answer off
+            # as whole: returning without the last message makes the server cut the
+            # client's connection instead, which the client sees as an incomplete answer.
+            logger.warning("%s %s: upstream %s broke off its answer: %s", method, path, self.upstream.url, exc)
+            return
         await send({"type": "http.response.body", "body": b""})
 
 

@@ -407,6 +407,11 @@ class Response:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
             await self._wait()
 
+    async def wait_body(self) -> None:
+        """Until the first body bytes or the end of the answer are in."""
+        while not self.parser.body and not self.parser.complete:
+            await self._wait()
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
         while True:

@@ -4,6 +4,7 @@ status, headers, body, and the same verdict on the framing (error, or bytes afte
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import h11
@@ -131,7 +132,10 @@ def answers(draw: st.DrawFn) -> tuple[str, bytes, bool]:
         )
     )
     stricter = False
-    head = [b"HTTP/1.%d %d %s" % (0 if fault == "http10" else 1, status, draw(st.sampled_from([b"OK", b"", b"Fine Thanks"])))]
+    head = [
+        b"HTTP/1.%d %d %s"
+        % (0 if fault == "http10" else 1, status, draw(st.sampled_from([b"OK", b"", b"Fine Thanks"])))
+    ]
     if fault == "bad-status":
         head[0] = draw(st.sampled_from(BROKEN_STATUS))
     fields = [name + b": " + value for name, value in draw(plain_headers)]
@@ -189,7 +193,7 @@ def cut(draw: st.DrawFn, data: bytes) -> list[bytes]:
     points = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
     bounds = [0, *points, len(data)]
     # A connection never delivers empty data (to h11, b"" is the end of the stream).
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def check(method: str, data: bytes, pieces: list[bytes], stricter: bool) -> None:
