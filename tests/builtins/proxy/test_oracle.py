@@ -11,7 +11,7 @@ import h11
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framex.builtins.proxy.http1 import ResponseParser, UpstreamClosedError, UpstreamProtocolError
+from framex.builtins.proxy.parser import ResponseParser, UpstreamClosedError, UpstreamProtocolError
 
 MAX_HEAD = 4096
 
