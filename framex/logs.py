@@ -52,8 +52,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks, terminal escape
+    codes, Unicode line separators...) written as a Python escape: one record, one line,
+    whatever a caller put in a path or a header."""
+    if text.isprintable():  # the usual case, checked in C
+        return text
+    return "".join(
+        c if c.isprintable() else _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        for c in text
+    )
+
+
 class TextFormatter(logging.Formatter):
-    """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``."""
+    """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``.
+
+    Control characters in the message (arguments included), the logger's name and the
+    request id are escaped (:func:`escape_controls`): text from callers cannot start a
+    line that looks like a record of its own. Tracebacks keep their lines.
+    """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the logging API's name
         return self.format_fields(record.created, record.levelname, record.name, record.message, record.__dict__)
@@ -61,9 +81,8 @@ class TextFormatter(logging.Formatter):
     def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
         """The line of a record with these attributes (and no exception or stack)."""
         rid = fields.get("request_id")
-        if rid:
-            return f"{levelname} {name} [{rid}]: {message}"
-        return f"{levelname} {name}: {message}"
+        line = f"{levelname} {name} [{rid}]: {message}" if rid else f"{levelname} {name}: {message}"
+        return line if line.isprintable() else escape_controls(line)
 
 
 class JsonFormatter(logging.Formatter):

@@ -244,3 +244,55 @@ def test_json_lines_are_what_json_dumps_writes() -> None:
     line = JsonFormatter().format(record)
     expected = json.dumps({k: doc[k] for k in sorted(doc)}, default=str)
     assert line.endswith(", " + expected[1:])  # after time, level, logger, message, request_id
+
+
+FORGED = "x\r\nERROR framex.auth: FORGED\n\x1b[2K\u2028WARNING framex.proxy: forged too"
+
+
+@pytest.mark.parametrize("logger_name", ["framex.proxy", "framex.http", "uvicorn.error", "plugins.someone"])
+def test_text_lines_escape_control_characters_in_messages_and_arguments(
+    monkeypatch: pytest.MonkeyPatch, logger_name: str
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    level = root.level
+    stream = io.StringIO()
+    setup = configure_logging(LogSettings(level="debug", format="text"), stream=stream)
+    try:
+        logger = logging.getLogger(logger_name)
+        logger.warning("GET %s: refused", FORGED)  # in an argument
+        logger.warning(FORGED)  # in the message itself
+        assert setup.handler is not None
+        line = setup.handler.format_fields(
+            logging.INFO, "framex.access", f"GET {FORGED} 404", {"request_id": "r\n1"}, 0
+        )
+        assert line is not None
+        setup.handler.queue_lines([line])
+        setup.handler.flush()
+    finally:
+        setup.close()
+        root.setLevel(level)
+    escaped = r"x\r\nERROR framex.auth: FORGED\n\x1b[2K\u2028WARNING framex.proxy: forged too"
+    assert stream.getvalue().splitlines() == [
+        f"WARNING {logger_name}: GET {escaped}: refused",
+        f"WARNING {logger_name}: {escaped}",
+        rf"INFO framex.access [r\n1]: GET {escaped} 404",
+    ]
+
+
+def test_text_lines_keep_printable_text_and_tracebacks_as_they_are() -> None:
+    text = TextFormatter()
+    assert text.format(record("tab\there %s", ("é ü 字",))) == r"WARNING tests.logs: tab\there é ü 字"
+    try:
+        raise ValueError("bad")
+    except ValueError as exc:
+        failing = logging.LogRecord("tests.logs", logging.ERROR, __file__, 1, "a\nb", (), (type(exc), exc, None))
+    first, *rest = text.format(failing).splitlines()
+    assert first == r"ERROR tests.logs: a\nb"
+    assert rest[-1] == "ValueError: bad"
+
+
+def test_json_lines_escape_control_characters_already() -> None:
+    line = JsonFormatter().format(record("GET %s", (FORGED,)))
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line
+    assert json.loads(line)["message"] == f"GET {FORGED}"

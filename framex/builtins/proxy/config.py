@@ -31,7 +31,7 @@ def _check_rules(rules: list[str]) -> list[str]:
 def normalize_url(url: str) -> str:
     """``http://host:port`` without a trailing slash; anything else is refused."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not url.isascii():
         raise ValueError(f"upstream {url!r} must be an http:// or https:// URL, like `http://127.0.0.1:9000`")
     if parts.query or parts.fragment:
         raise ValueError(f"upstream {url!r} must have no query or fragment")
@@ -64,6 +64,11 @@ class UpstreamSettings(BaseModel):
     @classmethod
     def _auth_rules(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         _check_rules(list(value))
+        for rule, key in value.items():
+            secret = key.get_secret_value()
+            # The key goes into a header line: a line break would start a header of its own.
+            if not secret.isascii() or any(c < " " or c == "\x7f" for c in secret if c != "\t"):
+                raise ValueError(f"the key for {rule!r} must be printable ASCII (no line breaks or control characters)")
         return value
 
     def allows(self, path: str) -> bool:
@@ -92,6 +97,9 @@ class ProxySettings(BaseModel):
         default_factory=list, description="Paths whose responses are always streamed, never read whole first."
     )
     max_connections: int = Field(100, ge=1, description="Pooled connections per upstream.")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest header block accepted from an upstream; a larger one is a 502."
+    )
     max_body_in_memory: int = Field(
         1 << 20, ge=0, description="Request bodies up to this many bytes are sent in one piece; larger ones stream."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,6 +18,7 @@ from framex.builtins.proxy.client import (
     DROPPED_RESPONSE_HEADERS,
     Upstream,
     UpstreamUnavailableError,
+    end_to_end,
     failure,
 )
 from framex.builtins.proxy.http1 import Response
@@ -82,7 +84,36 @@ def unavailable_message(exc: UpstreamUnavailableError) -> tuple[int, str]:
     """Status and client-facing message for an upstream that failed (no URL, no detail)."""
     if exc.timed_out:
         return 504, "Gateway timeout: the upstream service did not answer in time."
+    if exc.invalid:
+        return 502, "Bad gateway: the upstream service sent an invalid or incomplete answer."
     return 502, "Bad gateway: the upstream service is unreachable."
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENCODED = re.compile(rb"[\x21-\x7e]*")
+"""What a path or query may hold on a request line: visible ASCII (the rest percent-encoded)."""
+_PATH_SAFE = "/:@!$&'()*+,;="
+
+
+def upstream_target(scope: Scope) -> tuple[bytes, bytes] | None:
+    """The path and query to send upstream, as the caller encoded them (``raw_path``),
+    without the ``root_path`` of a mount; None when the decoded path holds control
+    characters or either part holds bytes a request line cannot carry."""
+    path = route_path(scope)
+    if _CONTROL.search(path):
+        return None
+    raw: bytes | None = scope.get("raw_path")
+    root: str = scope.get("root_path", "")
+    if raw is not None and root and path != scope["path"]:
+        encoded_root = quote(root, safe=_PATH_SAFE).encode("ascii")
+        raw = raw[len(encoded_root) :] if raw.startswith(encoded_root) else None
+    if raw is None or not raw.startswith(b"/"):
+        # No raw path from the server (or a root it spells otherwise): encode the decoded one.
+        raw = quote(path, safe=_PATH_SAFE).encode("ascii")
+    query: bytes = scope["query_string"]
+    if _ENCODED.fullmatch(raw) is None or b"#" in raw or _ENCODED.fullmatch(query) is None or b"#" in query:
+        return None
+    return raw, query
 
 
 class ForwardRoute:
@@ -98,14 +129,20 @@ class ForwardRoute:
         upstream = self.upstream
         method: str = scope["method"]
         path = route_path(scope)
-        headers = [(name, value) for name, value in scope["headers"] if name not in DROPPED_REQUEST_HEADERS]
+        target = upstream_target(scope)
+        if target is None:
+            # Refused before anything is sent: decoded, such a path could split the
+            # upstream's request line or its log lines.
+            await _send_error(send, 400, "Bad request: the path has characters that cannot be forwarded.")
+            return
+        headers = end_to_end(scope["headers"], DROPPED_REQUEST_HEADERS)
         headers += upstream.auth_headers(path)
         rid = current_request_id()
         if rid:
             headers.append((b"x-request-id", rid.encode("latin-1")))
         try:
             body = await _read_body(receive, self.limit)
-            response = await upstream.request(method, path, scope["query_string"], headers, body)
+            response = await upstream.request(method, target[0], target[1], headers, body)
         except _ClientGoneError:
             return
         except UpstreamUnavailableError as exc:
@@ -113,7 +150,7 @@ class ForwardRoute:
             await _send_error(send, *unavailable_message(exc))
             return
         async with response:
-            out = [(name, value) for name, value in response.headers if name.lower() not in DROPPED_RESPONSE_HEADERS]
+            out = end_to_end(response.headers, DROPPED_RESPONSE_HEADERS)
             status = response.status
             length = response.content_length
             if method == "HEAD" or status in (204, 304):
@@ -135,6 +172,16 @@ class ForwardRoute:
                 await send({"type": "http.response.start", "status": status, "headers": out})
                 await send({"type": "http.response.body", "body": data})
                 return
+            if not self.operation.stream and response.content_type != SSE:
+                # Not a stream by contract: the first body bytes (or the end) come before the
+                # status goes out, so an answer broken from its start is a 502, not a 200 cut short.
+                try:
+                    await response.wait_body()
+                except (TimeoutError, OSError) as exc:
+                    error = failure(upstream.url, exc)
+                    logger.warning("%s %s: %s", method, path, error)
+                    await _send_error(send, *unavailable_message(error))
+                    return
             await send({"type": "http.response.start", "status": status, "headers": out})
             # Until the upstream ends the stream or the client leaves: a client gone does
             # not stop the server from calling `send`, so its departure is watched for.
@@ -152,8 +199,11 @@ class ForwardRoute:
             async for chunk in response.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (TimeoutError, OSError) as exc:
-            # The status is sent: all that is left is to end the stream early.
-            logger.warning("%s %s: upstream %s broke off its stream: %r", method, path, self.upstream.url, exc)
+            # The status is sent. Ending the body cleanly would pass a truncated answer off
+            # as whole: returning without the last message makes the server cut the
+            # client's connection instead, which the client sees as an incomplete answer.
+            logger.warning("%s %s: upstream %s broke off its answer: %s", method, path, self.upstream.url, exc)
+            return
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -202,7 +252,8 @@ def api_caller(upstream: Upstream, operation: Operation) -> Callable[..., Any]:
 async def call_upstream(
     upstream: Upstream, method: str, path: str, query: bytes, rule_path: str, json_body: bytes, what: str
 ) -> Any:
-    """Call the upstream as a client (not forwarding a request): the key of ``rule_path``,
+    """Call the upstream as a client (not forwarding a request) at ``path`` (its parameters
+    percent-encoded already; the rest is encoded here): the key of ``rule_path``,
     this request's id, a JSON body if any. Returns :func:`result_of` the answer, or an
     async iterator of the events of a stream; failures raise :class:`UpstreamError`
     starting with ``what``."""
@@ -213,7 +264,8 @@ async def call_upstream(
     if json_body:
         headers.append((b"content-type", b"application/json"))
     try:
-        response = await upstream.request(method, path, query, headers, json_body)
+        target = quote(path, safe=_PATH_SAFE + "%").encode("ascii")
+        response = await upstream.request(method, target, query, headers, json_body)
         if response.content_type == SSE and response.status < 400:
             return _events(response, what)
         async with response:

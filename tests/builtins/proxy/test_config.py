@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from framex.builtins.proxy.client import Upstream
 from framex.builtins.proxy.config import ProxySettings, UpstreamSettings
 
 
@@ -33,3 +39,21 @@ def test_proxy_functions_find_their_service() -> None:
     assert settings.function_home("m.f") == "http://a:1"
     assert settings.function_home("m.g") == "http://b:2"
     assert settings.function_home("m.h") is None
+
+
+def test_the_upstream_header_cap_defaults_to_64_kib_and_reaches_the_pools() -> None:
+    assert ProxySettings().max_header_bytes == 64 * 1024
+    settings = ProxySettings(max_header_bytes=8192)
+    upstream = Upstream("http://127.0.0.1:1", UpstreamSettings(), settings)
+
+    async def cap() -> int:
+        return upstream.pool().max_header_bytes
+
+    assert asyncio.run(cap()) == 8192
+    with pytest.raises(ValidationError, match="max_header_bytes"):
+        ProxySettings(max_header_bytes=10)
+
+
+def test_a_key_that_would_break_its_header_line_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must be printable ASCII"):
+        UpstreamSettings(auth={"/x": "key\r\nx-injected: 1"})
