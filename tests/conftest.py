@@ -34,11 +34,16 @@ def _no_framex_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def require_ray() -> None:
+    """Skip the test when the `ray` extra is not installed."""
+    if importlib.util.find_spec("ray") is None:  # not imported: FrameX configures Ray first
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """One private Ray instance for the whole session (2 CPUs, no dashboard, 127.0.0.1)."""
-    if importlib.util.find_spec("ray") is None:  # not imported: FrameX configures Ray first
-        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    require_ray()
     from framex.adapters.ray import start_ray, stop_ray
     from framex.config import Settings
 
@@ -54,6 +59,7 @@ def ray_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     Stopping it checks the Ray shutdown: exit 0, plugins' `on_stop` ran in their
     replicas, and no process of its session is left.
     """
+    require_ray()
     marker = tmp_path_factory.mktemp("ray-server") / "on_stop"
     args = ("--config", str(ROOT / "tests" / "config.yaml"), "--adapter", "ray")
     env = {"FRAMEX__RAY__NUM_CPUS": "2", "KITCHEN_STOP_MARKER": str(marker)}
