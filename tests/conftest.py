@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +8,7 @@ import httpx
 import pytest
 
 from framex.container import Container, close_container, create_container, use_container
-from tests.server import OutputDrain, Server, framex_server, session_processes
+from tests.server import OutputDrain, Server, framex_server, require_ray, session_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,12 +31,6 @@ def _no_framex_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FRAMEX"):
             monkeypatch.delenv(name)
-
-
-def require_ray() -> None:
-    """Skip the test when the `ray` extra is not installed."""
-    if importlib.util.find_spec("ray") is None:  # not imported: FrameX configures Ray first
-        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
 
 
 @pytest.fixture(scope="session")
