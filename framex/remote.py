@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from framex.batching import BatchObserver, batched_call, batched_map, check_batchable
 from framex.context import get_container
 from framex.errors import RemoteTimeoutError
 from framex.remote_options import DEFAULT_OPTIONS, Executor, RemoteOptions
@@ -51,6 +52,13 @@ class _Callable:
         iterator of its items.
         """
         fn, bound = self._target()
+        if fn.opts.batch_size is not None:
+            if len(args) != 1:
+                raise TypeError(
+                    f"`{fn.func.__qualname__}` is batched: call `.remote(item, **kwargs)` with one item; "
+                    f"got {len(args)} positional arguments."
+                )
+            return batched_call(fn, bound, args[0], kwargs, _with_retries)
         if bound:
             args = (*bound, *args)
         if fn.is_generator:
@@ -72,9 +80,12 @@ class _Callable:
             raise TypeError(
                 f"`{fn.func.__qualname__}` is a generator function: iterate `.remote(...)` instead of mapping."
             )
-        calls = [(*bound, *args) for args in arg_tuples]
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ValueError(f"map(concurrency={concurrency!r}): give a whole number >= 1, or None.")
+        if fn.opts.batch_size is not None:
+            items = [_one_item(fn, tuple(args)) for args in arg_tuples]
+            return await batched_map(fn, bound, items, concurrency, return_exceptions, _with_retries)
+        calls = [(*bound, *args) for args in arg_tuples]
         if concurrency is None or concurrency >= len(calls):
             if fn.opts is DEFAULT_OPTIONS:
                 container = get_container()
@@ -85,6 +96,12 @@ class _Callable:
                 return list(await adapter.call_many(fn, calls, return_exceptions))
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
+
+
+def _one_item(fn: RemoteFunction[..., Any], args: tuple[Any, ...]) -> Any:
+    if len(args) != 1:
+        raise TypeError(f"`{fn.func.__qualname__}` is batched: map over single items, not {len(args)}-tuples.")
+    return args[0]
 
 
 class RemoteFunction(_Callable, Generic[P, R]):
@@ -107,6 +124,11 @@ class RemoteFunction(_Callable, Generic[P, R]):
                 f"`{func.__qualname__}` is a generator function: `timeout` and `retries` apply to calls, not to "
                 "streams. Bound the consumer instead (e.g. `asyncio.timeout`)."
             )
+        self.batch_key: Any = None
+        """What batches calls together: the function and its options but the caller's own ``timeout``."""
+        if options.batch_size is not None:
+            check_batchable(func, kind, self.is_generator)
+            self.batch_key = (func, replace(options, timeout=None))
         if options.executor == "process":
             if self.is_generator:
                 raise ValueError(
@@ -200,11 +222,13 @@ class CallObservers:
     """Who hears of finished ``.remote()`` calls in one service: a container provider
     (``call_observers``), never None, so the lookup on every call stays one cached object."""
 
-    __slots__ = ("observer",)
+    __slots__ = ("batch", "observer")
 
-    def __init__(self, observer: CallObserver | None = None) -> None:
+    def __init__(self, observer: CallObserver | None = None, batch: BatchObserver | None = None) -> None:
         self.observer = observer
         """Metrics' counter, or None: nothing is timed."""
+        self.batch = batch
+        """Told the size and the wait of every batch that starts (metrics' histograms), or None."""
 
 
 async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -359,6 +383,8 @@ def remote(
     num_gpus: float | None = None,
     resources: Mapping[str, float] | None = None,
     executor: Executor | None = None,
+    batch_size: int | None = None,
+    batch_wait_ms: float = 0,
 ) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
 
 

@@ -58,6 +58,10 @@ class RemoteOptions:
     """Ray task resources; the local backend ignores them (with one warning)."""
     executor: Annotated[Executor | None, Fix("use 'thread' or 'process' (or None)")] = None
     """Local backend: ``thread`` or ``process``; None takes ``local.executor``."""
+    batch_size: Annotated[int | None, Field(ge=1), Fix("give a whole number >= 1, or None (no batching)")] = None
+    """Gather concurrent calls into one execution of up to this many items (see :mod:`framex.batching`)."""
+    batch_wait_ms: Annotated[float, Field(ge=0), Fix("give a number of milliseconds >= 0")] = 0
+    """How long the first call of a batch waits for more; 0: run at once, gather while a batch runs."""
 
     ray_resources: Mapping[str, Any] = field(init=False, repr=False, compare=False, hash=False)
     """The Ray task options among these (``num_cpus``, ``num_gpus``, ``resources``); empty when none is set."""
@@ -70,6 +74,11 @@ class RemoteOptions:
             raise _refusal(exc, given) from None
         for name in OPTION_NAMES:
             object.__setattr__(self, name, getattr(checked, name))
+        if self.batch_wait_ms and self.batch_size is None:
+            raise ValueError(
+                f"@remote(batch_wait_ms={self.batch_wait_ms!r}) needs `batch_size`: the wait is how long a batch "
+                "gathers calls."
+            )
         ray = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": self.resources}
         # Computed once here: the local backend looks at it on every call.
         resources = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in ray.items() if v is not None}
