@@ -97,7 +97,8 @@ SERVE_TARGET = 1.0
 SECTIONS = ("local", "ray", "serve")
 
 FULL = {"duration": 3.0, "warmup": 1.0, "runs": 3, "ray_runs": 3, "serve_runs": 2}
-QUICK = {"duration": 1.0, "warmup": 0.5, "runs": 1, "ray_runs": 1, "serve_runs": 1}
+QUICK = {"duration": 2.0, "warmup": 1.0, "runs": 1, "ray_runs": 1, "serve_runs": 1}
+"""Windows of 2 s: through Ray Serve at 64 connections a request can take a second on a busy machine."""
 
 LOCAL_VARIANTS = (("batched", "batched"), ("single", "unbatched"))
 """Route (``/api/v1/<key>?x=1``) and label of each local variant; batched first, as the ratio's numerator."""
