@@ -22,7 +22,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from framex.context import get_container
-from framex.errors import BatchResultError, RemoteTimeoutError
+from framex.deadlines import within
+from framex.errors import BatchResultError
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
@@ -287,16 +288,14 @@ async def batched_call(
         timeout = fn.opts.timeout
         if timeout is None:
             return await future
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                return await future
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the function's own TimeoutError
-            raise RemoteTimeoutError(
+        return await within(
+            timeout,
+            future,
+            lambda: (
                 f"`{fn.func.__qualname__}` did not finish within {timeout} s (batched); raise `timeout` or make "
                 "batches smaller (`batch_size`)."
-            ) from None
+            ),
+        )
     except Exception as exc:
         error = exc
         raise

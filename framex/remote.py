@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 
 from framex.batching import BatchObserver, batched_call, batched_map, check_batchable
 from framex.context import get_container
-from framex.errors import RemoteTimeoutError
+from framex.deadlines import within
 from framex.remote_options import DEFAULT_OPTIONS, Executor, RemoteOptions
 from framex.remote_options import OPTION_NAMES as _OPTION_NAMES
 
@@ -289,16 +289,14 @@ async def _with_deadline(
     timeout = fn.opts.timeout
     if timeout is None:
         return await _with_retries(fn, adapter, args, kwargs)
-    try:
-        async with asyncio.timeout(timeout) as deadline:
-            return await _with_retries(fn, adapter, args, kwargs)
-    except TimeoutError:
-        if not deadline.expired():
-            raise  # the function's own TimeoutError
-        raise RemoteTimeoutError(
+    return await within(
+        timeout,
+        _with_retries(fn, adapter, args, kwargs),
+        lambda: (
             f"`{fn.func.__qualname__}` did not finish within {timeout} s (on the {adapter.name} backend); "
             "raise `timeout` or make the work smaller."
-        ) from None
+        ),
+    )
 
 
 async def _with_retries(
