@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 STATE_SUFFIX = "/api/state"
 """Where the JSON is, under ``console.path``."""
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'"
+)
+"""The page's Content-Security-Policy: its inlined code, its favicon, and requests to the service only."""
 
 
 def render_page(title: str, state_url: str, interval_s: float) -> str:
@@ -63,7 +67,7 @@ def install_console(app: FastAPI, console: Console) -> None:
         if page is None:
             # One per mount point (a handful at most): the JSON's URL depends on it.
             page = pages[root] = render_page(title, root + state_path, console.history.interval)
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY})
 
     async def console_state() -> Response:
         """The console's live state: the service, its backend, each plugin with its APIs and

@@ -71,7 +71,9 @@ class Page:
         self.requests: list[str] = []
         """Every URL the page requested, in order."""
         self.failures: list[str] = []
-        """``url: error`` of every request that failed."""
+        """``url: error`` of every request that failed (but those the page's policy blocked)."""
+        self.blocked: list[str] = []
+        """URLs the browser refused to request (the page's Content-Security-Policy): never sent."""
         self.console_errors: list[str] = []
         self._urls: dict[str, str] = {}
 
@@ -85,9 +87,16 @@ class Page:
             self._urls[params["requestId"]] = url
         elif method == "Network.loadingFailed":
             url = self._urls.get(params["requestId"], "?")
-            self.failures.append(f"{url}: {params.get('errorText')}")
+            if params.get("blockedReason") == "csp":
+                self.blocked.append(url)
+            else:
+                self.failures.append(f"{url}: {params.get('errorText')}")
         elif method == "Runtime.exceptionThrown":
             self.console_errors.append(json.dumps(params.get("exceptionDetails", {}))[:500])
+        elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
+            self.console_errors.append(json.dumps(params.get("args", []))[:500])
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            self.console_errors.append(str(params["entry"].get("text"))[:500])
 
     async def goto(self, url: str) -> None:
         await self.send("Page.navigate", url=url)
@@ -117,28 +126,28 @@ class Page:
             f"failures: {self.failures}, errors: {self.console_errors}"
         )
 
-    async def click(self, selector: str) -> None:
-        """Click the first element matching ``selector`` (it must exist)."""
-        found = await self.evaluate(
+    async def click(self, selector: str, timeout: float = 10) -> None:
+        """Click the first element matching ``selector``, once there is one."""
+        await self.wait_for(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
-            "e.scrollIntoView(); e.click(); return true; })()"
+            "e.scrollIntoView(); e.click(); return true; })()",
+            timeout,
         )
-        if not found:
-            raise CDPError(f"nothing matches `{selector}` to click")
 
-    async def type_into(self, selector: str, text: str) -> None:
-        """Focus the element matching ``selector`` and type ``text`` as keyboard input."""
-        found = await self.evaluate(
+    async def type_into(self, selector: str, text: str, timeout: float = 10) -> None:
+        """Focus the element matching ``selector``, once there is one, and type ``text`` as keyboard input."""
+        await self.wait_for(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
-            "e.focus(); return document.activeElement === e; })()"
+            "e.focus(); return document.activeElement === e; })()",
+            timeout,
         )
-        if not found:
-            raise CDPError(f"nothing matches `{selector}` to type into")
         await self.send("Input.insertText", text=text)
 
     async def screenshot(self, path: Path, width: int = 1360) -> None:
         """A PNG of the whole page, ``width`` CSS pixels wide."""
-        await self.send("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+        await self.send(
+            "Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False
+        )
         height = await self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         await self.send(
             "Emulation.setDeviceMetricsOverride", width=width, height=int(height), deviceScaleFactor=1, mobile=False
@@ -147,8 +156,15 @@ class Page:
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def outside(self, host: str = "127.0.0.1") -> list[str]:
-        """The requests that went anywhere but ``host`` (``data:`` URIs stay in the page)."""
-        return [u for u in self.requests if not u.startswith(("data:", "about:")) and urlsplit(u).hostname != host]
+        """The requests sent anywhere but ``host`` (``data:`` and ``blob:`` URLs stay in the browser;
+        requests the page's policy blocked are never sent)."""
+        return [
+            url
+            for url in self.requests
+            if not url.startswith(("data:", "about:", "blob:"))
+            and urlsplit(url).hostname != host
+            and url not in self.blocked
+        ]
 
 
 class Browser:
@@ -179,7 +195,9 @@ class Browser:
             if not future.done():
                 future.set_exception(CDPError("the DevTools connection closed"))
 
-    async def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> dict[str, Any]:
+    async def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         ident = next(self._ids)
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if session is not None:
@@ -198,18 +216,39 @@ class Browser:
         attached = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
         page = Page(self, attached["sessionId"])
         self._pages[page.session] = page
-        for domain in ("Network", "Page", "Runtime"):
+        for domain in ("Network", "Page", "Runtime", "Log"):
             await page.send(f"{domain}.enable")
         return page
 
 
-async def _devtools_url(profile: Path, process: subprocess.Popen[bytes]) -> str:
+def _launch(executable: str, folder: Path) -> subprocess.Popen[bytes]:
+    """Start Chromium with a new empty profile in ``folder``; its output goes to a file there."""
+    with (folder / "chromium.log").open("wb") as log:
+        return subprocess.Popen(
+            [executable, *FLAGS, f"--user-data-dir={folder / 'profile'}", "about:blank"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def _devtools_url(folder: Path, process: subprocess.Popen[bytes]) -> str:
     """The browser's DevTools WebSocket URL, from the file Chromium writes in its profile."""
-    marker = profile / "DevToolsActivePort"
+    marker = folder / "profile" / "DevToolsActivePort"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            output = (folder / "chromium.log").read_text(errors="replace")
             raise CDPError(f"Chromium exited with {process.returncode} at start:\n{output[-3000:]}")
         if marker.exists():
             lines = marker.read_text().split()
@@ -222,15 +261,10 @@ async def _devtools_url(profile: Path, process: subprocess.Popen[bytes]) -> str:
 @asynccontextmanager
 async def chromium(executable: str) -> AsyncIterator[Browser]:
     """A headless Chromium with a new empty profile, stopped (and its profile removed) at the end."""
-    profile = Path(tempfile.mkdtemp(prefix="framex-chromium-"))
-    process = subprocess.Popen(
-        [executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    folder = Path(tempfile.mkdtemp(prefix="framex-chromium-"))
+    process = _launch(executable, folder)
     try:
-        url = await _devtools_url(profile, process)
+        url = await _devtools_url(folder, process)
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
             browser = Browser(process, ws)
             try:
@@ -238,13 +272,5 @@ async def chromium(executable: str) -> AsyncIterator[Browser]:
             finally:
                 browser._reader.cancel()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        shutil.rmtree(profile, ignore_errors=True)
+        _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)

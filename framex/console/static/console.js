@@ -15,7 +15,7 @@
       if (name === "class") node.className = value;
       else node.setAttribute(name, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -180,19 +180,21 @@
     ];
   }
 
-  const figureHeads = (first, countLabel) => el("tr", {},
+  // Remote functions have no in-flight column: their calls are counted when they finish.
+  const figureHeads = (first, countLabel, inFlight = true) => el("tr", {},
     el("th", {}, first), el("th", { class: "num" }, countLabel), el("th", { class: "num" }, "Errors"),
-    el("th", { class: "num" }, "p50"), el("th", { class: "num" }, "p99"), el("th", { class: "num" }, "In flight"),
-    el("th", {}, "Latency"));
+    el("th", { class: "num" }, "p50"), el("th", { class: "num" }, "p99"),
+    inFlight ? el("th", { class: "num" }, "In flight") : null, el("th", {}, "Latency"));
 
   function figureCells(f, countKey, history, inFlight) {
-    if (!f) return [el("td", { class: "num", colspan: 6 }, el("span", { class: "empty" }, "not counted"))];
+    const columns = inFlight === null ? 5 : 6;
+    if (!f) return [el("td", { class: "num", colspan: columns }, el("span", { class: "empty" }, "not counted"))];
     return [
       el("td", { class: "num", "data-figure": "requests" }, count(f[countKey])),
       el("td", { class: "num" + (f.errors ? " bad" : ""), "data-figure": "errors" }, count(f.errors)),
       el("td", { class: "num", "data-figure": "p50" }, ms(f.p50_ms)),
       el("td", { class: "num", "data-figure": "p99" }, ms(f.p99_ms)),
-      el("td", { class: "num", "data-figure": "in-flight" }, inFlight),
+      inFlight === null ? null : el("td", { class: "num", "data-figure": "in-flight" }, inFlight),
       el("td", {}, sparkline(f.recent, history.age_s, history.minutes)),
     ];
   }
@@ -213,7 +215,7 @@
     const options = Object.entries(fn.options || {}).map(([k, v]) => `${k}=${v}`).join(", ");
     const label = el("td", {}, el("code", {}, fn.qualname),
       el("div", { class: "options" }, [fn.kind, fn.async ? "async" : null, fn.generator ? "generator" : null, options || null].filter(Boolean).join(" · ")));
-    const cells = metricsOn ? figureCells(fn.figures, "calls", history, "–") : [el("td", { colspan: 6, class: "empty" }, "metrics off")];
+    const cells = metricsOn ? figureCells(fn.figures, "calls", history, null) : [el("td", { colspan: 5, class: "empty" }, "metrics off")];
     return el("tr", { "data-remote": fn.name }, label, cells);
   }
 
@@ -234,7 +236,7 @@
         : el("p", { class: "empty" }, "none"));
       if (p.remote_functions.length) {
         parts.push(el("h3", {}, `@remote functions (${p.remote_functions.length})`));
-        parts.push(el("table", {}, el("thead", {}, figureHeads("Function", "Calls")), el("tbody", {}, p.remote_functions.map((f) => remoteRow(f, history, on)))));
+        parts.push(el("table", {}, el("thead", {}, figureHeads("Function", "Calls", false)), el("tbody", {}, p.remote_functions.map((f) => remoteRow(f, history, on)))));
       }
       return el("article", { class: "plugin", "data-plugin": p.name }, parts);
     });
@@ -247,13 +249,13 @@
     if (!state.metrics.enabled) { section.replaceChildren(el("h2", {}, "Service routes"), el("p", { class: "empty" }, "Counted when metrics are on.")); return; }
     const rows = state.routes.map((r) => el("tr", { "data-route": `${r.method} ${r.route}` },
       el("td", {}, el("span", { class: `method ${r.method}` }, r.method), el("code", {}, r.route)),
-      figureCells(r.figures, "requests", history, "–")));
+      figureCells(r.figures, "requests", history, null)));
     section.replaceChildren(el("h2", {}, "Service routes"),
-      rows.length ? el("table", {}, el("thead", {}, figureHeads("Route", "Requests")), el("tbody", {}, rows)) : el("p", { class: "empty" }, "none requested yet"));
+      rows.length ? el("table", {}, el("thead", {}, figureHeads("Route", "Requests", false)), el("tbody", {}, rows)) : el("p", { class: "empty" }, "none requested yet"));
     const others = $("others");
     others.hidden = !state.other_remote_functions.length;
     others.replaceChildren(el("h2", {}, "Other @remote functions"),
-      el("table", {}, el("thead", {}, figureHeads("Function", "Calls")), el("tbody", {}, state.other_remote_functions.map((f) => remoteRow({ kind: "", ...f }, history, true)))));
+      el("table", {}, el("thead", {}, figureHeads("Function", "Calls", false)), el("tbody", {}, state.other_remote_functions.map((f) => remoteRow({ kind: "", ...f }, history, true)))));
   }
 
   function render(state) {
