@@ -113,9 +113,10 @@ def test_figures_are_the_counters_metrics_serves(service: TestClient) -> None:
     failing = api(data, "console_probe.failing")["figures"]
     assert failing["requests"] == failing["errors"] == 2
 
-    double = remote_fn(data, "tests.fixture_plugins.console_probe.Tools.double")["figures"]
     label = "tests.fixture_plugins.console_probe.Tools.double"
-    assert double["calls"] == metric(text, "framex_remote_calls_total", function=label, backend="local", outcome="success")
+    double = remote_fn(data, label)["figures"]
+    counted = metric(text, "framex_remote_calls_total", function=label, backend="local", outcome="success")
+    assert double["calls"] == counted
     assert double["calls"] == 6 and double["errors"] == 0 and double["p50_ms"] is not None
     fail = remote_fn(data, "tests.fixture_plugins.console_probe.fail")["figures"]
     assert fail["calls"] == fail["errors"] == 2  # retried inside one call: counted once
@@ -171,7 +172,7 @@ def test_the_page_is_one_offline_document_that_reads_the_json(service: TestClien
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
     assert '"stateUrl": "/console/api/state"' in html
-    assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html  # inlined: nothing else to fetch
+    assert "<script src" not in html and '<link rel="stylesheet"' not in html  # inlined: nothing else to fetch
     assert not re.search(r"""(src|href)=["']https?://""", html)
     assert 'rel="icon" href="data:image/svg+xml;base64,' in html
 
