@@ -23,12 +23,16 @@ SeriesKey = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class Point:
-    """One interval of one sparkline: when it ended, how many observations, their p50 and p99 (seconds)."""
+    """One interval of one sparkline: how many observations, their p50 and p99 in milliseconds
+    (to the microsecond, as the JSON shows them: computed once, when the interval is sampled)."""
 
-    time: float
-    count: float
-    p50: float | None
-    p99: float | None
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+IDLE = Point(0, None, None)
+"""An interval without observations."""
 
 
 class History:
@@ -39,6 +43,8 @@ class History:
         self.size = max(1, round(minutes * 60 / interval))
         """Intervals kept."""
         self._intervals: deque[tuple[float, dict[SeriesKey, Histogram]]] = deque()
+        self._points: deque[dict[SeriesKey, Point]] = deque()
+        """Per interval, the point of each series used in it: computed once, read by every document."""
         self._start: dict[SeriesKey, Histogram] = {}
         self._last: dict[SeriesKey, Histogram] = {}
         """The histograms of the last sample; none before the first (they start at zero)."""
@@ -69,8 +75,10 @@ class History:
             if delta.total > 0:
                 changed[key] = delta
         self._intervals.append((now, changed))
+        self._points.append({key: _point(delta) for key, delta in changed.items()})
         while len(self._intervals) > self.size:
             _, dropped = self._intervals.popleft()
+            self._points.popleft()
             for key, delta in dropped.items():
                 self._start[key] = delta.plus(self._start.get(key))
 
@@ -79,13 +87,22 @@ class History:
         return combined(current[key].minus(self._start.get(key)) for key in keys if key in current)
 
     def points(self, keys: Iterable[SeriesKey]) -> list[Point]:
-        """One :class:`Point` per interval kept, for the series ``keys`` together."""
+        """One :class:`Point` per interval kept (as :meth:`times`), for the series ``keys`` together."""
         wanted = list(keys)
+        if len(wanted) == 1:  # one series (an API with one method): the points made when sampling
+            key = wanted[0]
+            return [known.get(key, IDLE) for known in self._points]
         points = []
-        for time, changed in self._intervals:
+        for _, changed in self._intervals:
             histogram = combined(changed.get(key) for key in wanted)
-            if histogram is None:
-                points.append(Point(time, 0.0, None, None))
-            else:
-                points.append(Point(time, histogram.total, histogram.quantile(0.5), histogram.quantile(0.99)))
+            points.append(_point(histogram) if histogram is not None else IDLE)
         return points
+
+
+def _point(histogram: Histogram) -> Point:
+    return Point(int(histogram.total), to_ms(histogram.quantile(0.5)), to_ms(histogram.quantile(0.99)))
+
+
+def to_ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds to the microsecond (None stays None)."""
+    return round(seconds * 1000, 3) if seconds is not None else None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from framex.console.backend import describe_backend
 from framex.console.catalog import describe_api, describe_plugin, describe_remote, remote_functions
 from framex.console.figures import Histogram, Reading, read
-from framex.console.history import History, SeriesKey
+from framex.console.history import History, SeriesKey, to_ms
 from framex.consts import VERSION
 
 if TYPE_CHECKING:
@@ -168,6 +168,7 @@ class _Figures:
         self.history = history
         self.in_flight = in_flight
         self.current = _series(reading) if reading is not None else {}
+        self._idle_columns: dict[str, list[Any]] | None = None
         self._status: dict[tuple[str, str], list[float]] = {}
         self._calls: dict[str, list[float]] = {}
         if reading is not None:
@@ -228,20 +229,25 @@ class _Figures:
     def _latency(self, keys: Iterable[SeriesKey]) -> dict[str, Any]:
         keys = list(keys)
         window = self.history.window(keys, self.current)
+        if window is None or window.total <= 0:
+            # Nothing observed in the window: no percentiles, every interval idle.
+            return {"p50_ms": None, "p99_ms": None, "recent": self._idle()}
         points = self.history.points(keys)
         return {
-            "p50_ms": _ms(window.quantile(0.5)) if window is not None else None,
-            "p99_ms": _ms(window.quantile(0.99)) if window is not None else None,
+            "p50_ms": to_ms(window.quantile(0.5)),
+            "p99_ms": to_ms(window.quantile(0.99)),
             "recent": {
-                "count": [int(p.count) for p in points],
-                "p50_ms": [_ms(p.p50) for p in points],
-                "p99_ms": [_ms(p.p99) for p in points],
+                "count": [p.count for p in points],
+                "p50_ms": [p.p50_ms for p in points],
+                "p99_ms": [p.p99_ms for p in points],
             },
         }
 
-
-def _ms(seconds: float | None) -> float | None:
-    return round(seconds * 1000, 3) if seconds is not None else None
+    def _idle(self) -> dict[str, list[Any]]:
+        if self._idle_columns is None:
+            intervals = len(self.history)
+            self._idle_columns = {"count": [0] * intervals, "p50_ms": [None] * intervals, "p99_ms": [None] * intervals}
+        return self._idle_columns
 
 
 def _count(value: float | None) -> int | None:
