@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import httpx
 import pytest
 
 from framex.adapters.local import LocalAdapter
@@ -46,3 +47,16 @@ async def test_on_ray_the_console_lists_the_nodes_and_their_resources(ray_contai
     assert node["resources"]["CPU"] == 2.0 and not any(name.startswith("node:") for name in node["resources"])
     assert cluster["resources"]["total"]["CPU"] == 2.0
     assert 0 <= cluster["resources"]["available"]["CPU"] <= 2.0
+
+
+@pytest.mark.ray
+def test_served_on_ray_serve_the_console_shows_the_cluster(ray_server: httpx.Client) -> None:
+    response = ray_server.get("/console/api/state")
+    assert response.status_code == 200, response.text
+    state = response.json()["data"]
+    assert state["service"]["adapter"] == "ray" and state["backend"]["name"] == "ray"
+    cluster = state["backend"]["cluster"]
+    assert cluster["connected"] is True and cluster["resources"]["total"]["CPU"] == 2.0
+    assert any(node["alive"] for node in cluster["nodes"])
+    assert "kitchen" in [p["name"] for p in state["plugins"]]
+    assert ray_server.get("/console").status_code == 200
