@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench                  # everything, about an hour (the Ray runs alone about 17 minutes)
+    python -m bench                  # everything, about 70 minutes (the Ray runs alone about 25 minutes)
     python -m bench --quick          # a smoke run of everything, a few minutes
     python -m bench --only trivial startup
 
@@ -49,7 +49,7 @@ from bench.local_peers import LOCAL_SCENARIOS, run_local
 from bench.startup import run_startup
 
 DOC = ROOT / "docs" / "benchmarks.md"
-MODULES = ("ray_remote", "watchdog", "cache", "production", "proxy")
+MODULES = ("ray_remote", "watchdog", "cache", "production", "proxy", "batching")
 """Benchmarks of ``bench/`` run as they are (when the module exists); their own tables are copied."""
 SCENARIOS = (*LOCAL_SCENARIOS, "fanout", "startup", "ray", *MODULES)
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -98,8 +98,10 @@ class AppSpec:
     command: Callable[[ServerOptions, int, Path], list[str]]
 
 
-def framex_command(options: ServerOptions, port: int, workdir: Path) -> list[str]:
-    """``framex run --adapter ray --config <file>``, the file loading only the bench plugin."""
+def framex_command(
+    options: ServerOptions, port: int, workdir: Path, plugins: Sequence[str] = ("bench.apps.ray_plugin",)
+) -> list[str]:
+    """``framex run --adapter ray --config <file>``, the file loading only ``plugins`` (the bench plugin)."""
     config: dict[str, Any] = {
         "adapter": "ray",
         "server": {"host": HOST, "port": port},
@@ -111,7 +113,7 @@ def framex_command(options: ServerOptions, port: int, workdir: Path) -> list[str
             "ingress_options": {"num_replicas": 1, "max_ongoing_requests": options.max_ongoing_requests},
         },
         "load_builtin_plugins": [],
-        "load_plugins": ["bench.apps.ray_plugin"],
+        "load_plugins": list(plugins),
     }
     # FrameX's own log lines at warning and above (the level's key moved from `server` to `log`).
     if "log" in Settings.model_fields:
@@ -126,12 +128,12 @@ def framex_command(options: ServerOptions, port: int, workdir: Path) -> list[str
     return [*program, "run", "--adapter", "ray", "--config", str(path)]
 
 
-def serve_command(options: ServerOptions, port: int, workdir: Path) -> list[str]:
-    """The hand-written Ray Serve app (``bench/apps/serve_app.py``)."""
+def serve_command(options: ServerOptions, port: int, workdir: Path, module: str = "bench.apps.serve_app") -> list[str]:
+    """A hand-written Ray Serve app (``module``, by default ``bench/apps/serve_app.py``)."""
     return [
         sys.executable,
         "-m",
-        "bench.apps.serve_app",
+        module,
         "--host",
         HOST,
         "--port",
@@ -248,6 +250,8 @@ def check_answers(server: Server) -> tuple[int, float]:
 
 ROLES = ("proxy", "ingress", "plugin", "tasks", "driver", "ray system")
 """Process roles of a Ray Serve server, from process titles (``ray::ProxyActor``, ...)."""
+TASK_TITLES = ("ray::IDLE", "ray::blocking_job", "ray::batched", "ray::single")
+"""Titles of task workers: idle, or running a task function of the benchmarks (``bench.batching`` too)."""
 
 
 def role(pid: int, server_pid: int) -> str:
@@ -262,7 +266,7 @@ def role(pid: int, server_pid: int) -> str:
         return "proxy"
     if title.startswith(("ray::ServeReplica", "ray::SERVE_REPLICA")):
         return "ingress" if "ingress" in title else "plugin"
-    if title.startswith(("ray::IDLE", "ray::blocking_job")):
+    if title.startswith(TASK_TITLES):
         return "tasks"
     return "ray system"
 

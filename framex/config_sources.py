@@ -139,12 +139,13 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
                     f"Environment variables `{other}` and `{name}` both set `{min(path, other_path, key=len)}`. "
                     "Unset one of them."
                 )
-        _set_path(tree, keys, _parse_scalar(raw))
+        set_path(tree, keys, _parse_scalar(raw))
         origin[path] = name
     return tree, origin
 
 
-def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Put ``value`` at ``keys`` in ``tree``, making the dicts on the way."""
     node = tree
     for key in keys[:-1]:
         child = node.get(key)
@@ -164,7 +165,7 @@ def nest_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if len(keys) == 1:
             deep_merge(tree, {key: value})
         else:
-            _set_path(tree, keys, value)
+            set_path(tree, keys, value)
     return tree
 
 

@@ -18,6 +18,7 @@ from dependency_injector import containers, providers
 
 from framex.adapters.base import Adapter
 from framex.adapters.local import LocalAdapter
+from framex.batching import Batches
 from framex.config import CacheSettings, Settings, load_settings
 from framex.console.state import console_for
 from framex.context import activate, deactivate, get_container, set_default_factory, use_container
@@ -55,7 +56,9 @@ def _adapter_name(settings: Settings) -> str:
 
 
 def _call_observers(metrics: Metrics | None) -> CallObservers:
-    return CallObservers(metrics.observe_call if metrics is not None else None)
+    if metrics is None:
+        return CallObservers()
+    return CallObservers(metrics.observe_call, metrics.observe_batch)
 
 
 def _request_cache(settings: CacheSettings) -> RequestCache | None:
@@ -99,7 +102,9 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog)
     """Prometheus metrics (None with ``metrics.enabled: false``)."""
     call_observers = providers.Singleton(_call_observers, metrics)
-    """Who hears of every finished ``.remote()`` call (metrics do, when on)."""
+    """Who hears of every finished ``.remote()`` call and every batch (metrics do, when on)."""
+    batches = providers.Singleton(Batches)
+    """The batchers gathering calls of batched ``@remote`` functions."""
     request_records = providers.Singleton(
         RequestRecords,
         metrics=metrics,

@@ -47,6 +47,10 @@ class RemoteTimeoutError(FrameXError, TimeoutError):
     """A ``@remote`` call took longer than its ``timeout``."""
 
 
+class BatchResultError(FrameXError, TypeError):
+    """A batched ``@remote`` function did not return one result per item."""
+
+
 class UpstreamError(FrameXError, ConnectionError):
     """A call to another service (an upstream) failed: it is unreachable, timed out, or
     answered with an error (``status``)."""

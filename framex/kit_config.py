@@ -7,8 +7,8 @@ The kit reads, strongest first: unprefixed environment variables (``SERVER__PORT
 not, with the reason. ``framex run`` uses the result when a project has no FrameX
 configuration; ``framex migrate-config`` writes it out as YAML.
 
-This module imports nothing else of FrameX but its errors, so the configuration loader
-can call into it.
+This module imports nothing else of FrameX but its errors and the configuration sources,
+so the configuration loader can call into it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from framex.config_sources import deep_merge, set_path
 from framex.errors import ConfigError
 
 logger = logging.getLogger("framex.config")
@@ -137,24 +138,6 @@ def _kit_key(name: str) -> list[str] | None:
     return keys
 
 
-def set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = tree
-    for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[keys[-1]] = value
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
 def read_env_file(path: Path) -> dict[str, Any]:
     """The kit settings a ``.env`` file sets (``KEY=value`` lines); other variables are skipped."""
     tree: dict[str, Any] = {}
@@ -215,7 +198,7 @@ def read_kit_file(path: Path) -> dict[str, Any]:
 def _add(config: KitConfig, values: dict[str, Any], source: str) -> None:
     if not values:
         return
-    _merge(config.values, values)
+    deep_merge(config.values, values)
     config.sources.append(source)
     for key in values:
         config.origin[key] = source

@@ -19,11 +19,14 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from framex.batching import BatchObserver, batched_call, batched_map, check_batchable
 from framex.context import get_container
 from framex.errors import RemoteTimeoutError
+from framex.remote_options import DEFAULT_OPTIONS, Executor, RemoteOptions
+from framex.remote_options import OPTION_NAMES as _OPTION_NAMES
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
@@ -32,61 +35,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 Kind = Literal["function", "classmethod", "staticmethod"]
-Executor = Literal["thread", "process"]
 
 logger = logging.getLogger("framex.remote")
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """How calls of one ``@remote`` function run. Validated when the function is decorated."""
-
-    timeout: float | None = None
-    """Seconds the ``await`` may take in all (retries included) before `RemoteTimeoutError`."""
-    retries: int = 0
-    """Run again up to this many times when the call raises one of ``retry_on``."""
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-    max_concurrency: int | None = None
-    """At most this many executions at once from this process; the rest wait in order."""
-    num_cpus: float | None = None
-    num_gpus: float | None = None
-    resources: Mapping[str, float] | None = field(default=None, hash=False)
-    """Ray task resources; the local backend ignores them (with one warning)."""
-    executor: Executor | None = None
-    """Local backend: ``thread`` or ``process``; None takes ``local.executor``."""
-
-    def __post_init__(self) -> None:
-        if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
-            raise ValueError(f"@remote(timeout={self.timeout!r}): give a number of seconds > 0, or None.")
-        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
-            raise ValueError(f"@remote(retries={self.retries!r}): give a whole number >= 0.")
-        retry_on = self.retry_on if isinstance(self.retry_on, tuple) else (self.retry_on,)
-        if not retry_on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-            raise TypeError(f"@remote(retry_on={self.retry_on!r}): give exception classes, e.g. (ConnectionError,).")
-        object.__setattr__(self, "retry_on", retry_on)
-        if self.max_concurrency is not None and (not isinstance(self.max_concurrency, int) or self.max_concurrency < 1):
-            raise ValueError(f"@remote(max_concurrency={self.max_concurrency!r}): give a whole number >= 1, or None.")
-        for name in ("num_cpus", "num_gpus"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"@remote({name}={value!r}): give a number >= 0, or None.")
-        if self.resources is not None and not (
-            isinstance(self.resources, Mapping)
-            and all(isinstance(v, (int, float)) and v >= 0 for v in self.resources.values())
-        ):
-            raise ValueError(f"@remote(resources={self.resources!r}): give a mapping of names to amounts >= 0.")
-        if self.executor not in (None, "thread", "process"):
-            raise ValueError(f"@remote(executor={self.executor!r}): use 'thread' or 'process' (or None).")
-
-    @property
-    def ray_resources(self) -> dict[str, Any]:
-        """The Ray task options among these (``num_cpus``, ``num_gpus``, ``resources``)."""
-        given = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": self.resources}
-        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in given.items() if v is not None}
-
-
-DEFAULT_OPTIONS = RemoteOptions()
-_OPTION_NAMES = frozenset(f.name for f in fields(RemoteOptions))
 
 
 class _Callable:
@@ -102,6 +52,13 @@ class _Callable:
         iterator of its items.
         """
         fn, bound = self._target()
+        if fn.opts.batch_size is not None:
+            if len(args) != 1:
+                raise TypeError(
+                    f"`{fn.func.__qualname__}` is batched: call `.remote(item, **kwargs)` with one item; "
+                    f"got {len(args)} positional arguments."
+                )
+            return batched_call(fn, bound, args[0], kwargs, _with_retries)
         if bound:
             args = (*bound, *args)
         if fn.is_generator:
@@ -123,9 +80,12 @@ class _Callable:
             raise TypeError(
                 f"`{fn.func.__qualname__}` is a generator function: iterate `.remote(...)` instead of mapping."
             )
-        calls = [(*bound, *args) for args in arg_tuples]
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ValueError(f"map(concurrency={concurrency!r}): give a whole number >= 1, or None.")
+        if fn.opts.batch_size is not None:
+            items = [_one_item(fn, tuple(args)) for args in arg_tuples]
+            return await batched_map(fn, bound, items, concurrency, return_exceptions, _with_retries)
+        calls = [(*bound, *args) for args in arg_tuples]
         if concurrency is None or concurrency >= len(calls):
             if fn.opts is DEFAULT_OPTIONS:
                 container = get_container()
@@ -136,6 +96,12 @@ class _Callable:
                 return list(await adapter.call_many(fn, calls, return_exceptions))
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
+
+
+def _one_item(fn: RemoteFunction[..., Any], args: tuple[Any, ...]) -> Any:
+    if len(args) != 1:
+        raise TypeError(f"`{fn.func.__qualname__}` is batched: map over single items, not {len(args)}-tuples.")
+    return args[0]
 
 
 class RemoteFunction(_Callable, Generic[P, R]):
@@ -158,6 +124,11 @@ class RemoteFunction(_Callable, Generic[P, R]):
                 f"`{func.__qualname__}` is a generator function: `timeout` and `retries` apply to calls, not to "
                 "streams. Bound the consumer instead (e.g. `asyncio.timeout`)."
             )
+        self.batch_key: Any = None
+        """What batches calls together: the function and its options but the caller's own ``timeout``."""
+        if options.batch_size is not None:
+            check_batchable(func, kind, self.is_generator)
+            self.batch_key = (func, replace(options, timeout=None))
         if options.executor == "process":
             if self.is_generator:
                 raise ValueError(
@@ -251,11 +222,13 @@ class CallObservers:
     """Who hears of finished ``.remote()`` calls in one service: a container provider
     (``call_observers``), never None, so the lookup on every call stays one cached object."""
 
-    __slots__ = ("observer",)
+    __slots__ = ("batch", "observer")
 
-    def __init__(self, observer: CallObserver | None = None) -> None:
+    def __init__(self, observer: CallObserver | None = None, batch: BatchObserver | None = None) -> None:
         self.observer = observer
         """Metrics' counter, or None: nothing is timed."""
+        self.batch = batch
+        """Told the size and the wait of every batch that starts (metrics' histograms), or None."""
 
 
 async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -410,6 +383,8 @@ def remote(
     num_gpus: float | None = None,
     resources: Mapping[str, float] | None = None,
     executor: Executor | None = None,
+    batch_size: int | None = None,
+    batch_wait_ms: float = 0,
 ) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
 
 

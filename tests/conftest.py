@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +8,7 @@ import httpx
 import pytest
 
 from framex.container import Container, close_container, create_container, use_container
-from tests.server import OutputDrain, Server, framex_server, session_processes
+from tests.server import OutputDrain, Server, framex_server, require_ray, session_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +46,7 @@ def isolated_default(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """One private Ray instance for the whole session (2 CPUs, no dashboard, 127.0.0.1)."""
-    if importlib.util.find_spec("ray") is None:  # not imported: FrameX configures Ray first
-        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    require_ray()
     from framex.adapters.ray import start_ray, stop_ray
     from framex.config import Settings
 
@@ -64,6 +62,7 @@ def ray_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     Stopping it checks the Ray shutdown: exit 0, plugins' `on_stop` ran in their
     replicas, and no process of its session is left.
     """
+    require_ray()
     marker = tmp_path_factory.mktemp("ray-server") / "on_stop"
     args = ("--config", str(ROOT / "tests" / "config.yaml"), "--adapter", "ray")
     env = {"FRAMEX__RAY__NUM_CPUS": "2", "KITCHEN_STOP_MARKER": str(marker)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import re
@@ -18,8 +19,15 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_ray() -> None:
+    """Skip the test when the `ray` extra is not installed."""
+    if importlib.util.find_spec("ray") is None:  # not imported: FrameX configures Ray first
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
 
 
 def free_port() -> int:

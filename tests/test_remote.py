@@ -186,22 +186,31 @@ async def test_contextvars_reach_sync_jobs(framex_container: Container) -> None:
 
 
 async def test_event_loop_stays_free_while_jobs_block(framex_container: Container) -> None:
-    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    blocking = asyncio.Event()
+    ticked = threading.Event()
+    ticks = 0
 
     @remote()
-    def block() -> str:
-        release.wait(10)
-        return "done"
+    def block() -> int:
+        loop.call_soon_threadsafe(blocking.set)
+        # This thread holds the job until the loop has ticked meanwhile: a loop that the
+        # job blocked could never tick, and the job would fail here.
+        if not ticked.wait(10):
+            raise TimeoutError("the event loop did not run while the job blocked")
+        return ticks
+
+    async def ticker() -> None:
+        nonlocal ticks
+        await blocking.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)  # one turn of the loop each
+            ticks += 1
+        ticked.set()
 
     job = asyncio.ensure_future(block.remote())
-    # The loop can still run other coroutines while the job blocks its thread.
-    ticks = 0
-    for _ in range(5):
-        await asyncio.sleep(0)
-        ticks += 1
-    assert ticks == 5 and not job.done()
-    release.set()
-    assert await job == "done"
+    await asyncio.wait_for(ticker(), 10)
+    assert await job == 5  # the job saw all five ticks happen while it blocked
 
 
 async def test_adapter_resolved_at_call_time(framex_container: Container) -> None:

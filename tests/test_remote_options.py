@@ -13,7 +13,7 @@ import pytest
 from framex.container import Container
 from framex.errors import RemoteError, RemoteTimeoutError
 from framex.plugin import remote
-from framex.remote import RemoteFunction
+from framex.remote import DEFAULT_OPTIONS, RemoteFunction, RemoteOptions
 from tests import remote_jobs as jobs
 
 
@@ -195,11 +195,15 @@ async def test_resources_run_on_ray_and_warn_once_locally(backend: Container, ca
     [
         ({"timeout": -1}, ValueError, r"timeout=-1"),
         ({"timeout": 0}, ValueError, r"timeout=0"),
+        ({"timeout": "5"}, ValueError, r"timeout='5'\): give a number of seconds > 0"),
+        ({"retries": True}, ValueError, r"retries=True\): give a whole number >= 0"),
         ({"retries": -2}, ValueError, r"retries=-2"),
         ({"retry_on": (int,)}, TypeError, r"retry_on="),
+        ({"retry_on": ()}, TypeError, r"retry_on=\(\)\): give exception classes"),
         ({"max_concurrency": 0}, ValueError, r"max_concurrency=0"),
         ({"num_cpus": -1}, ValueError, r"num_cpus=-1"),
         ({"resources": {"gpu": -1}}, ValueError, r"resources="),
+        ({"resources": [("gpu", 1)]}, ValueError, r"resources=\[.*\]\): give a mapping"),
         ({"executor": "fiber"}, ValueError, r"executor='fiber'"),
         ({"timeuot": 1}, TypeError, r"unknown option\(s\) timeuot"),
     ],
@@ -210,6 +214,19 @@ def test_invalid_options_fail_at_decoration(options: dict[str, Any], error: type
         @remote(**options)
         def job() -> None:
             pass
+
+
+def test_options_are_checked_on_copies_too() -> None:
+    with pytest.raises(ValueError, match=r"@remote\(max_concurrency=0\)"):
+        jobs.gated.options(max_concurrency=0)
+
+
+def test_options_keep_what_was_checked() -> None:
+    opts = RemoteOptions(retry_on=ConnectionError, num_cpus=1, resources={"disk": 2})
+    assert opts.retry_on == (ConnectionError,)
+    assert dict(opts.ray_resources) == {"num_cpus": 1, "resources": {"disk": 2}}
+    assert RemoteOptions().ray_resources == {}
+    assert remote()(jobs.square.func).opts is DEFAULT_OPTIONS  # the call path's fast case
 
 
 def test_process_executor_needs_an_importable_function() -> None:

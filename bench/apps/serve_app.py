@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -85,9 +86,9 @@ def build(max_ongoing_requests: int) -> Any:
     return serve.deployment(Ingress, name="ingress", **options).bind(plugin)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start Ray and Serve, deploy, serve until SIGTERM / Ctrl-C, shut down."""
-    parser = argparse.ArgumentParser(prog="python -m bench.apps.serve_app", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, app: Callable[[int], Any] = build, prog: str = "bench.apps.serve_app") -> int:
+    """Start Ray and Serve, deploy ``app(max_ongoing_requests)``, serve until SIGTERM / Ctrl-C, shut down."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=f"Serve the Ray Serve app of {prog}.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the private Ray instance (2)")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(build(args.max_ongoing_requests), name="bench", route_prefix="/", blocking=False)
+        serve.run(app(args.max_ongoing_requests), name="bench", route_prefix="/", blocking=False)
         print(f"serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
         stop.wait()
     finally:

@@ -169,8 +169,9 @@ def unwrap_error(exc: BaseException, label: str) -> BaseException:
             if remote_tb:
                 cause.add_note(f"Raised in a Ray worker running `{label}`:\n{remote_tb}")
             return cause
-        wrapped: BaseException = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
-        return wrapped
+        # Typed here: Ray leaves it unannotated, and without the `ray` extra it is `Any`.
+        as_cause: Callable[[], BaseException] = exc.as_instanceof_cause
+        return as_cause()
     if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.ActorDiedError, rex.ObjectLostError)):
         error = RemoteError(
             f"`{label}` did not finish: the Ray worker running it died ({type(exc).__name__}). "

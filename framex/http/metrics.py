@@ -39,24 +39,29 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 """Upper bounds in seconds; from a cached answer (about 1 ms) to a long @remote job."""
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 _BOUNDS = [str(b) for b in BUCKETS] + ["+Inf"]
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Upper bounds of the ``framex_remote_batch_size`` histogram (items per batch)."""
+_BATCH_BOUNDS = [str(b) for b in BATCH_SIZES] + ["+Inf"]
 
 
 class _Histogram:
     """Observations per bucket (not cumulative: the scrape adds them up) and their sum."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("bounds", "counts", "labels", "sum")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS, labels: list[str] = _BOUNDS) -> None:
+        self.bounds = bounds
+        self.labels = labels
+        self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.sum += seconds
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
 
     def buckets(self) -> list[tuple[str, float]]:
         total, cumulative = 0, []
-        for bound, count in zip(_BOUNDS, self.counts, strict=True):
+        for bound, count in zip(self.labels, self.counts, strict=True):
             total += count
             cumulative.append((bound, float(total)))
         return cumulative
@@ -88,6 +93,7 @@ class Metrics:
         self._requests: dict[tuple[str, str, int], _Requests] = {}
         self._durations: dict[tuple[str, str], _Histogram] = {}
         self._calls: dict[tuple[Any, str], _Calls] = {}
+        self._batches: dict[tuple[Any, str], tuple[list[str], _Histogram, _Histogram]] = {}
         self.before_collect: Callable[[], None] | None = None
         """Called before the series are read (the HTTP middleware records finished requests)."""
         self.registry = CollectorRegistry()
@@ -124,6 +130,16 @@ class Metrics:
             entry.outcomes["error"] += 1
         entry.duration.observe(seconds)
 
+    def observe_batch(self, fn: RemoteFunction[..., Any], backend: str, size: int, waited: float) -> None:
+        """Count one batch of a batched ``@remote`` function: its size, and how long its first call waited."""
+        key = (fn.func, backend)
+        entry = self._batches.get(key)
+        if entry is None:
+            labels = [f"{fn.func.__module__}.{fn.func.__qualname__}", backend]
+            entry = self._batches[key] = (labels, _Histogram(BATCH_SIZES, _BATCH_BOUNDS), _Histogram())
+        entry[1].observe(size)
+        entry[2].observe(waited)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
         return generate_latest(self.registry)
@@ -158,7 +174,18 @@ class Metrics:
             for outcome, count in call.outcomes.items():
                 calls.add_metric([*call.labels, outcome], count)
             call_durations.add_metric(call.labels, call.duration.buckets(), call.duration.sum)
-        yield from (requests, durations, in_flight, calls, call_durations)
+        sizes = HistogramMetricFamily(
+            "framex_remote_batch_size", "Items per batch of batched @remote functions.", labels=["function", "backend"]
+        )
+        waits = HistogramMetricFamily(
+            "framex_remote_batch_wait_seconds",
+            "How long the first call of each batch waited for the batch to start.",
+            labels=["function", "backend"],
+        )
+        for labels, size, wait in list(self._batches.values()):
+            sizes.add_metric(labels, size.buckets(), size.sum)
+            waits.add_metric(labels, wait.buckets(), wait.sum)
+        yield from (requests, durations, in_flight, calls, call_durations, sizes, waits)
 
 
 class _Collector(Collector):

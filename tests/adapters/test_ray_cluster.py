@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import ROOT, framex_server, free_port, session_processes
+from tests.server import ROOT, framex_server, free_port, require_ray, session_processes
 
 pytestmark = pytest.mark.ray
 
@@ -41,6 +41,7 @@ def wait_for_head(address: str, timeout: float = 120) -> None:
 @pytest.fixture(scope="module")
 def head_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ray start --head --node-ip-address=127.0.0.1`, stopped (with all it started) afterwards."""
+    require_ray()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAMEX", "RAY_ADDRESS"))}
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -48,27 +49,26 @@ def head_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
         "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
     ]  # fmt: skip
-    log = (tmp_path_factory.mktemp("head") / "head.log").open("w")
-    head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"127.0.0.1:{port}"
-    try:
-        wait_for_head(address)
-        yield address
-    finally:
-        head.send_signal(signal.SIGTERM)
+    with (tmp_path_factory.mktemp("head") / "head.log").open("w") as log:
+        head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        address = f"127.0.0.1:{port}"
         try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        log.close()
-        deadline = time.monotonic() + 30
-        while session_processes(head.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        leftovers = session_processes(head.pid)
-        if leftovers:
-            os.killpg(head.pid, signal.SIGKILL)
-        assert leftovers == []
+            wait_for_head(address)
+            yield address
+        finally:
+            head.send_signal(signal.SIGTERM)
+            try:
+                head.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait()
+    deadline = time.monotonic() + 30
+    while session_processes(head.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftovers = session_processes(head.pid)
+    if leftovers:
+        os.killpg(head.pid, signal.SIGKILL)
+    assert leftovers == []
 
 
 def test_framex_joins_a_cluster_with_token_auth(head_node: str) -> None:

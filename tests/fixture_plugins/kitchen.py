@@ -28,6 +28,11 @@ class Order(BaseModel):
     quantity: int = Field(1, ge=1)
 
 
+def where() -> dict[str, int]:
+    """This process and thread, to tell the loop's thread from a worker thread."""
+    return {"pid": os.getpid(), "thread": threading.get_ident()}
+
+
 @remote()
 def wait_for_gate(tag: str) -> str:
     if not gate.wait(timeout=30):
@@ -57,7 +62,12 @@ class KitchenPlugin(BasePlugin):
 
     @on_request("/kitchen/sync")
     def sync_handler(self, x: int) -> dict[str, object]:
-        return {"x": x, "thread": threading.current_thread().name}
+        return {"x": x, **where()}
+
+    @on_request("/kitchen/loop_thread")
+    async def loop_thread(self) -> dict[str, int]:
+        """Where the event loop serving requests runs: async handlers run on it."""
+        return where()
 
     @on_request("/kitchen/order", methods=["POST"])
     async def order(self, order: Order, note: str = "") -> Order:

@@ -9,7 +9,12 @@ from framex.plugin import PluginMetadata, on_request
 
 __plugin_meta__ = PluginMetadata(name="slowpoke")
 
-BLOCK_SECONDS = 0.3
+BLOCK_SECONDS = 1.0
+"""How long the slow handlers block the loop."""
+WARN_MS = 250
+"""The watchdog threshold tests use: a quarter of the block, so a blocked loop is noticed even when
+the watchdog's thread runs late, and far above what a busy machine does to a fast request (the
+process waiting for a CPU, a garbage collection holding the GIL), so a fast route is never blamed."""
 
 
 @on_request("/slowpoke/slow")

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -13,3 +16,17 @@ def client(request: pytest.FixtureRequest) -> httpx.Client:
         return server
     local: TestClient = request.getfixturevalue("framex_client")
     return local
+
+
+@pytest.fixture
+def frozen_gc() -> Iterator[None]:
+    """Leave the objects of earlier tests out of garbage collection, as `framex run` does after start-up.
+
+    A full collection over them holds the GIL for 100-250 ms in this suite: the event loop
+    stops meanwhile, whatever request it is in the middle of, and the loop watchdog would
+    rightly see a blocked loop there.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()

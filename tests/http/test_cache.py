@@ -30,7 +30,7 @@ from framex.http.cache import (
     header_value,
 )
 from tests.fixture_plugins import cached
-from tests.server import framex_server
+from tests.server import framex_server, require_ray
 
 PLUGIN = "tests.fixture_plugins.cached"
 SQUARE = "/api/v1/cached/square"
@@ -519,6 +519,7 @@ def test_file_entries_survive_a_restart_of_framex_run(tmp_path: Path) -> None:
 
 @pytest.mark.ray
 def test_the_ingress_caches_on_ray() -> None:
+    require_ray()
     args = ("--load-plugins", PLUGIN, "--load-builtin-plugins", "echo", "--adapter", "ray")
     env = {"FRAMEX__RAY__NUM_CPUS": "2", "FRAMEX__CACHE__ENABLED": "true"}
     with framex_server(*args, env=env, ready_timeout=240) as server:

@@ -30,10 +30,11 @@ from framex.errors import ConfigError
 from framex.http import observability
 from framex.logs import RequestIdFilter
 from framex.testing import RecordingAdapter
-from tests.fixture_plugins import observed
+from tests.fixture_plugins import observed, slowpoke
 from tests.server import framex_server
 
 OBSERVED = "tests.fixture_plugins.observed"
+SLOWPOKE = "tests.fixture_plugins.slowpoke"
 ITEMS = "/api/v1/observed/items/{item_id}"
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 KEY = "metrics-key-1"
@@ -193,11 +194,12 @@ def test_metrics_are_off_by_default_and_remote_calls_unobserved() -> None:
         assert client.get("/api/v1/observed/items/1").json()["data"] == 2
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_the_watchdog_counter_is_exposed() -> None:
-    overrides = {"load_plugins": [OBSERVED, "tests.fixture_plugins.slowpoke"], "server__loop_block_warn_ms": 50}
+    overrides = {"load_plugins": [OBSERVED, SLOWPOKE], "server__loop_block_warn_ms": slowpoke.WARN_MS}
     with service(metrics={"enabled": True}, **overrides) as (client, container):
         assert sample(client.get("/metrics").text, "framex_event_loop_blocked_total") == 0
-        assert client.get("/api/v1/slowpoke/slow").json()["data"] == "done"  # blocks the loop for 300 ms
+        assert client.get("/api/v1/slowpoke/slow").json()["data"] == "done"  # blocks the loop for 1 s
         text = client.get("/metrics").text
         watchdog = container.watchdog()
     assert watchdog.blocked_events == 1

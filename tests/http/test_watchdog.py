@@ -25,7 +25,9 @@ from tests.server import framex_server
 
 SLOW = "/api/v1/slowpoke/slow"
 FAST = "/api/v1/slowpoke/fast"
-THRESHOLD_MS = 50
+THRESHOLD_MS = slowpoke.WARN_MS
+
+pytestmark = pytest.mark.usefixtures("frozen_gc")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -196,7 +198,7 @@ async def test_blocking_outside_any_request_names_the_code(caplog: pytest.LogCap
     watchdog = LoopWatchdog(THRESHOLD_MS)
     watchdog.start()
     try:
-        block_the_loop(0.3)
+        block_the_loop(slowpoke.BLOCK_SECONDS)
         deadline = time.monotonic() + 10
         while watchdog.blocked or watchdog.blocked_events == 0:
             assert time.monotonic() < deadline, "the episode was never counted"

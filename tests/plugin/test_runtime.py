@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from framex.config import Settings
-from framex.errors import PluginStartError
+from framex.errors import ApiNotFoundError, PluginStartError
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
 from tests.fixture_plugins.order_log import events
@@ -67,3 +67,31 @@ async def test_module_level_hooks_run_and_imported_ones_do_not() -> None:
     assert module_hooks.events == ["start"]
     await runtime.stop()
     assert module_hooks.events == ["start", "stop"]
+
+
+async def test_plugins_that_discover_apis_start_first_and_others_may_require_what_they_find() -> None:
+    from fastapi.testclient import TestClient
+
+    import framex
+    from framex.container import close_container
+
+    container = framex.create_container(
+        None, load_builtin_plugins=[], load_plugins=[f"{FP}.needs_found", f"{FP}.discovering"]
+    )
+    try:
+        with framex.use_container(container):
+            await container.runtime().start()  # needs_found's requirement is met by what discovering found
+        assert events == ["discovering.on_start", "needs_found.on_start: found at start"]
+        await container.runtime().stop()
+        events.clear()
+        with TestClient(framex.create_app(container)) as client:
+            assert client.get("/api/v1/found").text == "served by what was found"
+    finally:
+        close_container(container)
+
+
+def test_without_the_discovering_plugin_the_requirement_fails() -> None:
+    reg = runtime_of(load_builtin_plugins=[], load_plugins=[f"{FP}.needs_found"])
+    reg.registry.load_configured()
+    with pytest.raises(ApiNotFoundError, match="requires API `/api/v1/found`"):
+        reg.instantiate()
