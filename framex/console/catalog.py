@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from framex.remote import DEFAULT_OPTIONS, RemoteFunction
+from framex.remote import RemoteFunction
+from framex.remote_options import DEFAULT_OPTIONS
 
 if TYPE_CHECKING:
     from framex.plugin.loader import Plugin, PluginApi
@@ -57,7 +58,7 @@ def describe_remote(fn: RemoteFunction[..., Any], kind: str | None = None) -> di
     the options that differ from the defaults."""
     options = {
         name: value
-        for name in ("timeout", "retries", "max_concurrency", "executor", "num_cpus", "num_gpus")
+        for name in ("timeout", "retries", "max_concurrency", "executor", "num_cpus", "num_gpus", "batch_size")
         if (value := getattr(fn.opts, name)) != getattr(DEFAULT_OPTIONS, name)
     }
     return {
