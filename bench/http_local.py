@@ -85,11 +85,13 @@ LABELS = [(spec.key, spec.label) for spec in APPS]
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What both uvicorn processes share."""
+    """What both uvicorn processes share (``console`` and ``metrics`` concern FrameX's only)."""
 
     max_workers: int
     loop: str
     http: str
+    console: str = "on"
+    metrics: str = "off"
 
 
 @dataclass
@@ -112,10 +114,13 @@ class Server:
 # -- servers ------------------------------------------------------------------------
 
 
-def server_env(max_workers: int) -> dict[str, str]:
-    """The environment of a server: ours without FrameX configuration, plus the pool size."""
+def server_env(max_workers: int, console: str = "on", metrics: str = "off") -> dict[str, str]:
+    """The environment of a server: ours without FrameX configuration, plus the pool size and
+    whether FrameX's console and metrics are on."""
     env = {k: v for k, v in os.environ.items() if k != "FRAMEX_CONFIG" and not k.startswith("FRAMEX__")}
     env["BENCH_MAX_WORKERS"] = str(max_workers)
+    env["BENCH_CONSOLE"] = console
+    env["BENCH_METRICS"] = metrics
     env.pop("PYTHONPATH", None)  # `--app-dir` puts this checkout first on sys.path
     return env
 
@@ -130,7 +135,7 @@ def running(
     port = free_port()
     command = uvicorn_command(sys.executable, spec.target, ROOT, port, options.loop, options.http)
     log_path = workdir / f"{spec.key}.log"
-    env = server_env(options.max_workers)
+    env = server_env(options.max_workers, options.console, options.metrics)
     with serving(
         command,
         label=spec.label,
@@ -212,6 +217,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--blocking-ms", type=int, default=50, help="how long each blocking job sleeps (50)")
     parser.add_argument("--max-workers", type=int, default=32, help="thread pool size of both apps (32)")
     parser.add_argument("--scenarios", nargs="+", choices=["trivial", "blocking"], default=["trivial", "blocking"])
+    parser.add_argument("--console", choices=["on", "off"], default="on", help="FrameX's console (on, the default)")
+    parser.add_argument("--metrics", choices=["on", "off"], default="off", help="FrameX's metrics (off, the default)")
     add_server_options(parser, pool=False)
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
@@ -231,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         "blocking": (f"{blocking_path}?ms={args.blocking_ms}", args.blocking_concurrency),
     }
     points = [Point(name, path, c) for name in args.scenarios for path, levels in [scenarios[name]] for c in levels]
-    options = ServerOptions(args.max_workers, args.loop, args.http)
+    options = ServerOptions(args.max_workers, args.loop, args.http, args.console, args.metrics)
     stack = resolved_server_stack(args.loop, args.http)
     print(
         f"load generator: {'wrk' if loadgen == 'wrk' else 'python (bench/loadgen.py)'}; uvicorn loop={stack['loop']} "
-        f"http={stack['http']}; max_workers={args.max_workers}; {args.runs} run(s) x {args.duration:g} s "
+        f"http={stack['http']}; max_workers={args.max_workers}; FrameX console {args.console}, metrics "
+        f"{args.metrics}; {args.runs} run(s) x {args.duration:g} s "
         f"(+{args.warmup:g} s warm-up) per app and point",
         file=sys.stderr,
     )
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             "other_load_limit": OTHER_LOAD_LIMIT,
             "load_generator": loadgen,
             "uvicorn": {"loop": args.loop, "http": args.http, "resolved": stack, "workers": 1},
+            "framex": {"console": args.console, "metrics": args.metrics},
         },
         "machine": machine(),
         "versions": versions("framex", "fastapi", "starlette", "uvicorn", "pydantic", "uvloop", "httptools", "h11"),

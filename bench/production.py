@@ -105,6 +105,8 @@ API_KEY = "bench-production-key-0123456789"
 AUTH_HEADER = f"Bearer {API_KEY}"
 FEATURES = ("auth", "metrics", "log")
 """What the on app has (``--features``): API-key auth, Prometheus metrics, the access log."""
+OPTIONAL_FEATURES = ("console",)
+"""What the on app has only when ``--features`` names it: the console (off in the off app)."""
 HEADERS = [f"Authorization: {AUTH_HEADER}"]
 
 FULL = {"duration": 3.0, "warmup": 1.0, "runs": 9, "pairs": 3, "concurrency": [1, 16, 64]}
@@ -133,6 +135,7 @@ def build_app(on: bool) -> Any:
     features = set(os.environ.get("BENCH_FEATURES", ",".join(FEATURES)).split(",")) if on else set()
     settings: dict[str, Any] = {
         "metrics": {"enabled": "metrics" in features},
+        "console": {"enabled": "console" in features},
         "log": {"access_log": "log" in features, "format": os.environ.get("BENCH_LOG_FORMAT", "text")},
     }
     if "auth" in features:
@@ -424,9 +427,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--features",
         nargs="+",
-        choices=FEATURES,
+        choices=FEATURES + OPTIONAL_FEATURES,
         default=list(FEATURES),
-        help="what the on app has (all three): the cost of one feature alone",
+        help="what the on app has (auth, metrics, log); `console` only when named: the cost of one feature alone",
     )
     parser.add_argument("--no-alone", action="store_true", help="side by side only (the verdict): a third of the time")
     parser.add_argument(

@@ -195,6 +195,26 @@ class MetricsSettings(_Strict):
     )
 
 
+def _page_path(value: str) -> str:
+    value = _url_path(value)
+    if value.endswith("/"):
+        raise ValueError("give the page's path without a trailing `/`, like `/console` (its JSON is under it)")
+    return value
+
+
+class ConsoleSettings(_Strict):
+    """The live console page and its JSON; see console.md."""
+
+    enabled: bool = Field(True, description="Serve the console page at `path` and its JSON at `<path>/api/state`.")
+    path: Annotated[str, AfterValidator(_page_path)] = Field(
+        "/console", description="Where the console is served (protect it with `auth.rules` if needed)."
+    )
+    interval_s: float = Field(
+        5.0, ge=1.0, le=60.0, description="Seconds between two latency samples, and between two page refreshes."
+    )
+    history_minutes: int = Field(10, ge=1, le=120, description="How far back the latency sparklines reach.")
+
+
 class LogSettings(_Strict):
     """The process's logging under ``framex run``, and the access log; see observability.md."""
 
@@ -221,6 +241,7 @@ class Settings(_Strict):
     auth: AuthSettings = AuthSettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
+    console: ConsoleSettings = ConsoleSettings()
     log: LogSettings = LogSettings()
 
 
@@ -343,6 +364,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AuthSettings",
     "CacheSettings",
+    "ConsoleSettings",
     "CorsSettings",
     "LocalSettings",
     "LogSettings",

@@ -20,6 +20,7 @@ from framex.adapters.base import Adapter
 from framex.adapters.local import LocalAdapter
 from framex.batching import Batches
 from framex.config import CacheSettings, Settings, load_settings
+from framex.console.state import console_for
 from framex.context import activate, deactivate, get_container, set_default_factory, use_container
 from framex.http.app import build_app
 from framex.http.cache import RequestCache
@@ -111,6 +112,16 @@ class Container(containers.DeclarativeContainer):
         exclude_paths=settings.provided.log.exclude_paths,
     )
     """Finished requests waiting to be counted and logged."""
+    console = providers.Singleton(
+        console_for,
+        settings=settings,
+        registry=registry,
+        adapter=adapter.provider,
+        metrics=metrics,
+        marks=route_marks,
+        watchdog=watchdog,
+    )
+    """The live console (None with ``console.enabled: false``); the app serves its page and JSON."""
     request_ids: providers.Object[Any] = providers.Object(None)
     """Where a proxy in front gets request ids (Ray Serve's ingress overrides it), or None."""
     owns_process: providers.Object[bool] = providers.Object(False)
@@ -128,6 +139,7 @@ class Container(containers.DeclarativeContainer):
         marks=route_marks,
         request_ids=request_ids,
         owns_process=owns_process,
+        console=console,
     )
     """The FastAPI application, built once from the providers above."""
 

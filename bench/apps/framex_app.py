@@ -2,7 +2,8 @@
 
 ``BENCH_PLUGINS`` lists the plugin modules, comma-separated (default ``bench.apps.bench_plugin``);
 ``BENCH_MAX_WORKERS`` sets the local adapter's thread pool size (default 32) and
-``BENCH_MAX_PROCESSES`` its process pool size (default: the CPU count). Serve it from a
+``BENCH_MAX_PROCESSES`` its process pool size (default: the CPU count); ``BENCH_CONSOLE=off``
+turns the console off and ``BENCH_METRICS=on`` turns the metrics on. Serve it from a
 directory without ``config/local.yaml`` and with ``FRAMEX_CONFIG`` unset. Like ``framex
 run``, the app freezes the garbage collector's view of its start-up objects.
 """
@@ -17,6 +18,8 @@ container = framex.create_container(
     load_builtin_plugins=[],
     local__max_workers=int(os.environ.get("BENCH_MAX_WORKERS", "32")),
     local__max_processes=int(os.environ.get("BENCH_MAX_PROCESSES", str(os.cpu_count() or 1))),
+    console__enabled=os.environ.get("BENCH_CONSOLE", "on") != "off",
+    metrics__enabled=os.environ.get("BENCH_METRICS", "off") == "on",
 )
 framex.use_container(container)
 # As `framex run` serves it: the start-up objects are kept out of the collector's full passes.

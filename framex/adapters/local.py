@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from framex.adapters.calls import call_by_reference, reference
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
     from framex.remote import RemoteFunction
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class PoolUse:
+    """A pool at one moment: its size, workers started, busy, and jobs waiting for one."""
+
+    size: int
+    started: int
+    busy: int
+    queued: int
 
 
 def _next(items: Iterator[Any]) -> Any:
@@ -166,6 +177,26 @@ class LocalAdapter:
                 yield item
         finally:
             await loop.run_in_executor(self.pool, ctx.run, gen.close)
+
+    def usage(self) -> dict[str, PoolUse | None]:
+        """What the thread and process pools are doing now (None for a pool not started yet).
+
+        Read from the executors' own state, so nothing is counted per call; the numbers are
+        a moment's view and may be off by the job being handed over as they are read.
+        """
+        threads = self._pool
+        processes = self._processes
+        thread_use = None
+        if threads is not None:
+            started = len(threads._threads)
+            idle = threads._idle_semaphore._value  # released by each thread that waits for work
+            thread_use = PoolUse(self.max_workers, started, max(0, started - idle), threads._work_queue.qsize())
+        process_use = None
+        if processes is not None:
+            pending = len(processes._pending_work_items)  # submitted and not finished
+            workers = len(processes._processes or {})
+            process_use = PoolUse(self.max_processes, workers, min(pending, workers), max(0, pending - workers))
+        return {"threads": thread_use, "processes": process_use}
 
     def close(self) -> None:
         if self._pool is not None:

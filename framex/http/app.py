@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
 
 from framex.config import Settings
+from framex.console.page import install_console
 from framex.consts import API_STR, VERSION
 from framex.context import activate
 from framex.http.auth import install_auth
 from framex.http.cache import RequestCache, cache_layer
 from framex.http.cors import install_cors
+from framex.http.docs import install_docs
 from framex.http.envelope import envelope_response
 from framex.http.errors import install_error_handlers
 from framex.http.external import install_external_routes
@@ -28,8 +30,11 @@ from framex.http.routes import add_api_route
 from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
+    from framex.console.state import Console
     from framex.container import Container
     from framex.plugin.runtime import PluginRuntime
+
+OPENAPI_URL = f"{API_STR}/openapi.json"
 
 
 def build_app(
@@ -43,12 +48,14 @@ def build_app(
     marks: RouteMarks,
     request_ids: Callable[[], str | None] | None = None,
     owns_process: bool = False,
+    console: Console | None = None,
 ) -> FastAPI:
     """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
     API of the loaded plugins.
 
     ``request_ids`` gives the id a proxy in front assigned (Ray Serve's); ``owns_process``
-    (``framex run``) keeps what start-up built out of the garbage collector's passes.
+    (``framex run``) keeps what start-up built out of the garbage collector's passes;
+    ``console`` (None when it is off) gets its page and JSON routes.
     """
     registry = runtime.registry
     runtime.freeze()
@@ -65,8 +72,12 @@ def build_app(
             if watchdog is not None:
                 # Warns when a handler blocks the loop: a thread of its own, nothing per request.
                 watchdog.start(app.routes)
+            if console is not None:
+                console.start()  # latency samples for its sparklines: a timer, nothing per request
             yield
         finally:
+            if console is not None:
+                console.stop()
             # Served requests not yet counted and logged (the server has finished serving).
             records.record()
             if watchdog is not None:
@@ -76,9 +87,9 @@ def build_app(
     app = FastAPI(
         title=settings.server.title,
         version=VERSION,
-        openapi_url=f"{API_STR}/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
         lifespan=lifespan,
     )
     install_error_handlers(app)
@@ -115,6 +126,10 @@ def build_app(
     async def version() -> Response:
         """The FrameX version, the backend and each plugin's version."""
         return envelope_response(versions)
+
+    if console is not None:
+        install_console(app, console)
+    install_docs(app, settings.server.title, list(registry.plugins.values()), settings.auth.rules, OPENAPI_URL)
 
     # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
     # request id, is timed, counted and logged; the metrics route comes after the others.

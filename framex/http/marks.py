@@ -57,3 +57,14 @@ class RouteMarks:
         route = f"{what.get('method')} {what.get('path')}"
         api = what.get(API_SCOPE_KEY)
         return f"{route} ({api})" if isinstance(api, str) else route
+
+    def in_flight(self) -> dict[str, int]:
+        """How many requests each plugin API is serving now, by API name (counted from the marks when asked)."""
+        counts: dict[str, int] = {}
+        for what in list(self._by_task.values()):
+            if isinstance(what, str):
+                continue  # a stream being sent: its request's task is marked too
+            api = what.get(API_SCOPE_KEY)
+            if isinstance(api, str):
+                counts[api] = counts.get(api, 0) + 1
+        return counts
