@@ -95,7 +95,9 @@ class Container(containers.DeclarativeContainer):
     """Which route each task on the loop serves, for the watchdog."""
     watchdog = providers.Singleton(watchdog_for, settings.provided.server.loop_block_warn_ms, route_marks)
     """The event-loop watchdog (None with ``server.loop_block_warn_ms: 0``); the app's lifespan starts it."""
-    metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog)
+    metrics_dir: providers.Object[str | None] = providers.Object(None)
+    """Where worker processes share their metrics (``framex run --workers``), or None."""
+    metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog, metrics_dir)
     """Prometheus metrics (None with ``metrics.enabled: false``)."""
     call_observers = providers.Singleton(_call_observers, metrics)
     """Who hears of every finished ``.remote()`` call (metrics do, when on)."""
