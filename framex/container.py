@@ -147,7 +147,7 @@ def container_of(settings: Settings) -> Container:
 
 def close_container(container: Container) -> None:
     """Release what the container's providers hold (thread pools, the watchdog's thread, Ray
-    connections) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
+    connections, shared metrics files) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
     # Adapters and the watchdog are cheap to make (pools, threads and Ray start on first
     # use), so asking for them never starts anything just to close it.
     selected = container.adapter.providers.get(container.settings().adapter)
@@ -156,6 +156,9 @@ def close_container(container: Container) -> None:
     watchdog = container.watchdog()
     if watchdog is not None:
         watchdog.stop()
+    metrics = container.metrics()
+    if metrics is not None:
+        metrics.close()
     container.reset_singletons()
 
 

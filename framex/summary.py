@@ -33,6 +33,7 @@ class StartupSummary:
     address: str
     plugins: list[PluginLine]
     workers: int = 1
+    """Processes serving HTTP: worker processes, or Ray Serve's ingress replicas."""
     pids: list[int] = field(default_factory=list)
 
     @classmethod
@@ -65,7 +66,10 @@ class StartupSummary:
 
     def block(self) -> str:
         """The summary as lines of text, the headline first."""
-        workers = f"{self.workers} worker process{'es' if self.workers != 1 else ''}"
+        if self.backend == "ray":
+            workers = f"Ray Serve, {self.workers} HTTP ingress replica{'s' if self.workers != 1 else ''}"
+        else:
+            workers = f"{self.workers} worker process{'es' if self.workers != 1 else ''}"
         if self.pids:
             workers += f" (pid {', '.join(map(str, self.pids))})"
         plugins = [f"    {p.name} {p.version}: {p.apis} API{'s' if p.apis != 1 else ''}" for p in self.plugins]

@@ -107,6 +107,11 @@ class Metrics:
             multiprocess_collector(self.registry, path=shared_dir)
         PlatformCollector(registry=self.registry)
 
+    def close(self) -> None:
+        """Release this worker's metrics files (when shared)."""
+        if self.shared is not None:
+            self.shared.close()
+
     def publish(self) -> None:
         """Write this worker's totals for the other workers' scrapes (when they share metrics)."""
         shared = self.shared
