@@ -5,7 +5,8 @@ once and watches, with ``watchfiles``, the ``.py`` files under the working direc
 plugins are imported from) and the configuration file. The server runs in a worker
 process (:class:`framex.workers.WorkerProcess`); on a change the configuration is read
 again, the worker is stopped (its plugins' ``on_stop`` runs) and a new one imports
-everything afresh. Requests that arrive meanwhile wait in the socket's queue. A
+everything afresh. Requests that arrive while it starts wait in the socket's queue (one
+that reaches the old process just as it stops may be dropped). A
 configuration that became invalid is reported and the running server kept; a server that
 cannot start (a syntax error in a plugin) is reported and started again on the next
 change.

@@ -145,6 +145,19 @@ async def test_sigterm_drains_every_worker_and_leaves_no_process(tmp_path: Path)
         assert {path.name for path in tmp_path.glob("stopped.*")} == {f"stopped.{pid}" for pid in started()}
 
 
+def test_workers_stop_when_their_supervisor_is_killed() -> None:
+    with framex_server("--workers", "2", *PROBE) as server:
+        pids = pids_answering(server, 2)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(30)
+
+        def gone() -> bool:
+            alive = session_processes(server.process.pid)
+            return not any(line.split()[0] in {str(p) for p in pids} for line in alive)
+
+        poll(gone, "the workers' exit")
+
+
 def framex(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEX")}
     return subprocess.run(
