@@ -93,8 +93,8 @@ def metric_total(text: str, route: str) -> float:
     return sum(float(m.group(2)) for line in text.splitlines() if (m := pattern.match(line)))
 
 
-def test_metrics_count_the_requests_of_every_worker() -> None:
-    env = {"FRAMEX__METRICS__ENABLED": "true"}
+def test_metrics_count_the_requests_of_every_worker(tmp_path: Path) -> None:
+    env = {"FRAMEX__METRICS__ENABLED": "true", "TMPDIR": str(tmp_path)}
     with framex_server("--workers", "2", *PROBE, env=env) as server:
         sent = 0
         pids: set[int] = set()
@@ -113,7 +113,10 @@ def test_metrics_count_the_requests_of_every_worker() -> None:
         poll(counted, f"a scrape counting all {sent} requests")
         # The series are the service's: the scrape reads every worker's numbers, once.
         assert scrapes[-1].count("# TYPE framex_http_requests_total counter") == 1
+        (shared,) = tmp_path.glob("framex-metrics-*")  # the workers' files, made by FrameX
+        assert {p.name.split("_")[0] for p in shared.glob("*.db")} >= {"counter", "histogram"}
         assert server.stop() == 0
+    assert list(tmp_path.iterdir()) == []  # and removed when the service stops
 
 
 async def test_sigterm_drains_every_worker_and_leaves_no_process(tmp_path: Path) -> None:
