@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -195,3 +196,14 @@ def test_workers_where_they_cannot_work_are_refused(args: tuple[str, ...], expec
     result = framex("run", "--port", "0", "--load-plugins", "plugins.demo", *args)
     assert result.returncode == 2
     assert re.search(expected, result.stderr), result.stderr
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = framex("run", "--port", str(port), "--workers", "2", "--load-plugins", "plugins.demo")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"framex: error: The server could not start on 127.0.0.1:{port}: ")
+    assert "pick another with `--port`" in result.stderr
