@@ -68,7 +68,9 @@ async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
                 try:
                     async with httpx.AsyncClient(base_url=server.url, timeout=5) as fresh:
                         await fresh.get("/ping")
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+                    # Refused, or accepted in the instant the listener closed and then shut
+                    # down unanswered: either way no new request is served.
                     refused = True
             assert refused
             response = await slow
@@ -129,3 +131,23 @@ def test_a_request_whose_client_left_is_logged_and_counted_as_499(tmp_path: Path
         assert 'route="/api/v1/worker_probe/slow",status="499"} 1.0' in metrics
         assert 'status="500"' not in metrics
         assert server.stop() == 0
+
+
+async def test_a_request_cut_off_by_the_shutdown_timeout_is_a_500_not_a_499(tmp_path: Path) -> None:
+    env = {"WORKER_PROBE_DIR": str(tmp_path), "FRAMEX__SERVER__SHUTDOWN_TIMEOUT_S": "1"}
+    with framex_server(*PROBE, env=env) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            slow = asyncio.ensure_future(client.get("/api/v1/worker_probe/slow", params={"seconds": 60}))
+            deadline = time.monotonic() + 30
+            while not list(tmp_path.glob("started.*")):
+                assert time.monotonic() < deadline, "the slow request never started"
+                await asyncio.sleep(0.05)
+            server.process.send_signal(signal.SIGTERM)
+            response = await slow
+        assert response.status_code == 500  # uvicorn's answer to a request it cancelled
+        assert await asyncio.to_thread(server.process.wait, 30) == 0
+        # The server gave up on it: logged as what the client got, never as the client's doing (499).
+        (line,) = output.wait_for(r"framex\.access .*GET /api/v1/worker_probe/slow \d+", 1)
+        assert " 500 " in line.string, line.string

@@ -60,6 +60,11 @@ CLIENT_CLOSED_REQUEST = 499
 was complete (nginx's "client closed request"); the client got no answer."""
 
 
+_SHUTDOWN_CANCEL = "timeout graceful shutdown exceeded"
+"""What uvicorn's cancellation of a request still running when ``server.shutdown_timeout_s``
+is up says (its client gets uvicorn's 500)."""
+
+
 def client_left(receive: Receive) -> bool:
     """Whether the server saw the client of this request leave before the response was complete.
 
@@ -302,9 +307,12 @@ class ObservabilityMiddleware:
         marked = marks.mark(scope) if marks is not None else None
         try:
             await self.app(scope, receive, send_with_id)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # Ray Serve cancels the request of a client that went away: not a server error.
-            status = CLIENT_CLOSED_REQUEST
+            # uvicorn cancels what still runs when `server.shutdown_timeout_s` is up, and
+            # answers it 500 itself: that one stays a 500.
+            if _SHUTDOWN_CANCEL not in str(exc):
+                status = CLIENT_CLOSED_REQUEST
             raise
         finally:
             if marks is not None and marked is not None:
