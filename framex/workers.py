@@ -102,6 +102,8 @@ class WorkerProcess:
         """What the worker serves, once it does (None before)."""
         self.error: tuple[int, str] | None = None
         """The exit status and message of a worker that could not start."""
+        self.announced = False
+        """Whether the log has said that it serves."""
         stdin = self.process.stdin
         assert stdin is not None
         # The settings, API keys included, go through the pipe: never in argv or the environment.
@@ -247,6 +249,9 @@ class Supervisor:
         first = self.workers[0]
         assert first is not None and first.summary is not None
         pids = [w.pid for w in self.workers if w is not None]
+        for worker in self.workers:
+            if worker is not None:
+                worker.announced = True
         summary = StartupSummary(first.summary.backend, first.summary.address, first.summary.plugins, len(pids), pids)
         summary.log(self.settings.log.format)
 
@@ -259,9 +264,10 @@ class Supervisor:
                         self.workers[slot] = self._start()
                     continue
                 worker.read_status()
-                if worker.ready and self._retries[slot]:
+                if worker.ready and not worker.announced:
+                    worker.announced = True
                     self._retries[slot] = 0
-                    logger.info("Worker process %d serves again.", worker.pid)
+                    logger.info("Worker process %d serves.", worker.pid)
                 code = worker.exit_code()
                 if code is not None:
                     self._replace(slot, worker, code, now)

@@ -83,6 +83,8 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering() -> None:
         poll(replaced, "an answer from a new worker")
         assert victim not in seen
         assert output.wait_for(rf"Worker process {victim} was killed by SIGKILL; starting a new one", 1)
+        (new,) = seen - first
+        assert output.wait_for(rf"Worker process {new} serves\.", 1)
         assert server.stop() == 0
         assert session_processes(server.process.pid) == []
 
