@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--host", help="address to bind (default from server.host)")
     run.add_argument("--port", type=int, help="port to bind (default from server.port)")
+    _run_process_flags(run)
     kit_flags(run)
 
     check = commands.add_parser("check", help="validate config and plugins; print routes and function APIs")
@@ -47,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
         "--include-env", action="store_true", help="also convert unprefixed environment variables (SERVER__PORT ...)"
     )
     return parser
+
+
+def _run_process_flags(run: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--reload``: how many processes serve (see docs/deployment.md)."""
+    run.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes on one port, local backend (server.workers)"
+    )
+    run.add_argument(
+        "--reload", action="store_true", help="restart when a plugin module or the config changes (development)"
+    )
 
 
 def kit_flags(sub: argparse.ArgumentParser) -> None:
@@ -103,6 +114,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "adapter": args.adapter,
         "server__host": getattr(args, "host", None),
         "server__port": getattr(args, "port", None),
+        "server__workers": getattr(args, "workers", None),
         "load_plugins": args.load_plugins,
         "load_builtin_plugins": args.load_builtin_plugins,
     }
@@ -142,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_container(container)
         if args.command == "check":
             _check(container)
+        elif args.reload:
+            from framex.reload import serve_with_reload
+
+            serve_with_reload(args.config, _overrides(args))
         else:
             from framex.serve import serve
 

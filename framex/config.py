@@ -69,6 +69,11 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     title: str = "FrameX"
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes serving one port (`framex run`, local backend); each has its own container.",
+    )
     shutdown_timeout_s: int = Field(
         30, ge=0, description="On SIGTERM / Ctrl-C, how long in-flight requests may take to finish."
     )

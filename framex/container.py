@@ -99,7 +99,9 @@ class Container(containers.DeclarativeContainer):
     """Which route each task on the loop serves, for the watchdog."""
     watchdog = providers.Singleton(watchdog_for, settings.provided.server.loop_block_warn_ms, route_marks)
     """The event-loop watchdog (None with ``server.loop_block_warn_ms: 0``); the app's lifespan starts it."""
-    metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog)
+    metrics_dir: providers.Object[str | None] = providers.Object(None)
+    """Where worker processes share their metrics (``framex run --workers``), or None."""
+    metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog, metrics_dir)
     """Prometheus metrics (None with ``metrics.enabled: false``)."""
     call_observers = providers.Singleton(_call_observers, metrics)
     """Who hears of every finished ``.remote()`` call and every batch (metrics do, when on)."""
@@ -162,7 +164,7 @@ def container_of(settings: Settings) -> Container:
 
 def close_container(container: Container) -> None:
     """Release what the container's providers hold (thread pools, the watchdog's thread, Ray
-    connections) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
+    connections, shared metrics files) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
     # Adapters and the watchdog are cheap to make (pools, threads and Ray start on first
     # use), so asking for them never starts anything just to close it.
     selected = container.adapter.providers.get(container.settings().adapter)
@@ -171,6 +173,9 @@ def close_container(container: Container) -> None:
     watchdog = container.watchdog()
     if watchdog is not None:
         watchdog.stop()
+    metrics = container.metrics()
+    if metrics is not None:
+        metrics.close()
     container.reset_singletons()
 
 

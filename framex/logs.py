@@ -67,16 +67,27 @@ def escape_controls(text: str) -> str:
     )
 
 
+CONTINUATION = "framex_continuation"
+"""``extra`` key of a record that FrameX writes as a block (the start-up summary): a list of
+lines the text format puts under the message, each indented and escaped on its own."""
+
+
 class TextFormatter(logging.Formatter):
     """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``.
 
     Control characters in the message (arguments included), the logger's name and the
     request id are escaped (:func:`escape_controls`): text from callers cannot start a
-    line that looks like a record of its own. Tracebacks keep their lines.
+    line that looks like a record of its own. Tracebacks keep their lines, and so do the
+    :data:`CONTINUATION` lines of a block, each starting with a space.
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the logging API's name
-        return self.format_fields(record.created, record.levelname, record.name, record.message, record.__dict__)
+        line = self.format_fields(record.created, record.levelname, record.name, record.message, record.__dict__)
+        more = record.__dict__.get(CONTINUATION)
+        if not more:
+            return line
+        # Indented: a continuation line can never look like a record, which starts with its level.
+        return "\n".join([line, *(escape_controls(t if t[:1] == " " else f"  {t}") for t in map(str, more))])
 
     def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
         """The line of a record with these attributes (and no exception or stack)."""

@@ -69,6 +69,7 @@ def ray_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     with framex_server(*args, env=env, ready_timeout=240) as server:
         assert server.process.stdout is not None
         output = OutputDrain(server.process.stdout)  # Ray forwards the replicas' logs: a full pipe would block it
+        server.drain = output
         yield server
         code = server.stop(signal.SIGTERM, timeout=120)
         leftovers = session_processes(server.process.pid)

@@ -51,6 +51,8 @@ def free_port() -> int:
 class Server:
     process: subprocess.Popen[str]
     url: str
+    drain: OutputDrain | None = None
+    """What reads the server's output, when a fixture keeps it."""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Signal the server and wait for it to exit; return its exit code."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import socket
+import time
 from pathlib import Path
 
 import httpx
 
-from tests.server import ROOT, framex_server
+from tests.server import ROOT, OutputDrain, framex_server
 
 
 def test_framex_run_serves_the_configured_plugins_and_stops_on_sigterm() -> None:
@@ -65,7 +68,9 @@ async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
                 try:
                     async with httpx.AsyncClient(base_url=server.url, timeout=5) as fresh:
                         await fresh.get("/ping")
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+                    # Refused, or accepted in the instant the listener closed and then shut
+                    # down unanswered: either way no new request is served.
                     refused = True
             assert refused
             response = await slow
@@ -73,3 +78,76 @@ async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         assert response.json()["data"] == "finished"
         assert server.process.wait(30) == 0
         assert marker.read_text() == "stopped"  # plugins' on_stop ran after the request
+
+
+PROBE = ("--load-plugins", "tests.fixture_plugins.worker_probe")
+
+
+def test_the_startup_summary_is_one_block_of_text() -> None:
+    with framex_server(*PROBE) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)
+        assert output.wait_for(r"docs: ", 1)
+        text = output.text()
+        start = text.index("INFO framex.run: FrameX is serving on")
+        block = text[start:].splitlines()[:7]
+        assert block[0] == f"INFO framex.run: FrameX is serving on {server.url} (Ctrl-C to stop)"
+        assert block[1] == "  backend: local, 1 worker process"
+        assert "    worker_probe 2.1.0: 2 APIs" in block
+        assert f"  docs: {server.url}/docs" in block
+        assert server.stop() == 0
+
+
+def test_the_startup_summary_is_one_json_record_in_json_format() -> None:
+    with framex_server(*PROBE, env={"FRAMEX__LOG__FORMAT": "json"}) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)
+        (match,) = output.wait_for(r'"logger": "framex.run"', 1)
+        record = json.loads(match.string)
+        assert record["level"] == "INFO"
+        assert record["message"] == f"FrameX is serving on {server.url} (Ctrl-C to stop)"
+        assert (record["backend"], record["workers"], record["address"]) == ("local", 1, server.url)
+        assert record["docs"] == f"{server.url}/docs"
+        assert {"name": "worker_probe", "version": "2.1.0", "apis": 2} in record["plugins"]
+        assert server.stop() == 0
+
+
+def test_a_request_whose_client_left_is_logged_and_counted_as_499(tmp_path: Path) -> None:
+    env = {"FRAMEX__METRICS__ENABLED": "true", "WORKER_PROBE_DIR": str(tmp_path)}
+    with framex_server(*PROBE, env=env) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /api/v1/worker_probe/slow?seconds=1 HTTP/1.1\r\nHost: test\r\n\r\n")
+            deadline = time.monotonic() + 30
+            while not list(tmp_path.glob("started.*")):
+                assert time.monotonic() < deadline, "the slow request never started"
+                time.sleep(0.05)
+        # The client is gone before the answer: 499, as nginx logs it, never a 500.
+        (line,) = output.wait_for(r"framex\.access .*GET /api/v1/worker_probe/slow \d+", 1)
+        assert " 499 " in line.string, line.string
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'route="/api/v1/worker_probe/slow",status="499"} 1.0' in metrics
+        assert 'status="500"' not in metrics
+        assert server.stop() == 0
+
+
+async def test_a_request_cut_off_by_the_shutdown_timeout_is_a_500_not_a_499(tmp_path: Path) -> None:
+    env = {"WORKER_PROBE_DIR": str(tmp_path), "FRAMEX__SERVER__SHUTDOWN_TIMEOUT_S": "1"}
+    with framex_server(*PROBE, env=env) as server:
+        assert server.process.stdout is not None
+        output = OutputDrain(server.process.stdout)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            slow = asyncio.ensure_future(client.get("/api/v1/worker_probe/slow", params={"seconds": 60}))
+            deadline = time.monotonic() + 30
+            while not list(tmp_path.glob("started.*")):
+                assert time.monotonic() < deadline, "the slow request never started"
+                await asyncio.sleep(0.05)
+            server.process.send_signal(signal.SIGTERM)
+            response = await slow
+        assert response.status_code == 500  # uvicorn's answer to a request it cancelled
+        assert await asyncio.to_thread(server.process.wait, 30) == 0
+        # The server gave up on it: logged as what the client got, never as the client's doing (499).
+        (line,) = output.wait_for(r"framex\.access .*GET /api/v1/worker_probe/slow \d+", 1)
+        assert " 500 " in line.string, line.string

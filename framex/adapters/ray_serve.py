@@ -31,6 +31,7 @@ from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
+from framex.summary import StartupSummary, url_of
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -190,6 +191,10 @@ def _serve_request_id() -> str | None:
 IngressDeployment = serve.ingress()(Ingress)
 
 
+SERVE_LOGGING = {"enable_access_log": False}
+"""Ray Serve's logging of the proxy and the deployments: FrameX's ingress writes the one
+access line per request (with Serve's request id), so Serve writes none of its own."""
+
 MAX_ONGOING_REQUESTS = 100
 """Requests a replica takes at once unless its options say otherwise."""
 
@@ -237,6 +242,7 @@ def serve_on_ray(container: Container) -> None:
     """``framex run`` with ``adapter: ray``: deploy, serve until SIGTERM / Ctrl-C, clean up."""
     settings = container.settings()
     application = build_application(container)
+    registry: PluginRegistry = container.registry()
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -246,19 +252,29 @@ def serve_on_ray(container: Container) -> None:
     # After `ray.init`, which installs handlers of its own.
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+        serve.start(
+            http_options={"host": settings.server.host, "port": settings.server.port}, logging_config=SERVE_LOGGING
+        )
         try:
-            serve.run(application, name=settings.ray.app_name, route_prefix="/", blocking=False)
+            serve.run(
+                application,
+                name=settings.ray.app_name,
+                route_prefix="/",
+                blocking=False,
+                logging_config=SERVE_LOGGING,
+            )
         except Exception as exc:
             raise FrameXError(
                 f"Deploying the plugins on Ray Serve failed: {type(exc).__name__}: {exc}. "
                 "The replica logs (see above, or /tmp/ray/session_latest/logs) name the plugin."
             ) from exc
-        logger.warning(
-            "FrameX is serving on http://%s:%s with Ray Serve (Ctrl-C to stop)",
-            settings.server.host,
-            settings.server.port,
-        )
+        replicas = settings.ray.ingress_options.get("num_replicas", 1)
+        StartupSummary.of_plugins(
+            "ray",
+            url_of(settings.server.host, settings.server.port),
+            registry.plugins.values(),
+            replicas if isinstance(replicas, int) else 1,
+        ).log(settings.log.format)
         stop.wait()
     finally:
         try:

@@ -16,7 +16,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from framex.errors import RemoteTimeoutError
+from framex.http.shared_metrics import MetricsFile
 
 if TYPE_CHECKING:
     from framex.http.watchdog import LoopWatchdog
@@ -87,7 +88,7 @@ class _Calls:
 class Metrics:
     """The metrics of one app, the hooks that feed them, and their exposition."""
 
-    def __init__(self, watchdog: LoopWatchdog | None = None) -> None:
+    def __init__(self, watchdog: LoopWatchdog | None = None, shared_dir: str | None = None) -> None:
         self.in_flight = 0
         """HTTP requests being served (updated by the middleware)."""
         self._requests: dict[tuple[str, str, int], _Requests] = {}
@@ -97,10 +98,31 @@ class Metrics:
         self.before_collect: Callable[[], None] | None = None
         """Called before the series are read (the HTTP middleware records finished requests)."""
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(self, watchdog))
-        ProcessCollector(registry=self.registry)
+        self._own = _Collector(self, watchdog)
+        self.shared: MetricsFile | None = None
+        """This worker's files when worker processes share their metrics (``shared_dir``), else None."""
+        if shared_dir is None:
+            self.registry.register(self._own)
+            ProcessCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        else:
+            # Every worker's series, summed; process and GC series would describe one worker only.
+            self.shared = MetricsFile(shared_dir)
+            self.registry.register(_Publisher(self))
+            multiprocess_collector: Any = multiprocess.MultiProcessCollector  # untyped
+            multiprocess_collector(self.registry, path=shared_dir)
         PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+
+    def close(self) -> None:
+        """Release this worker's metrics files (when shared)."""
+        if self.shared is not None:
+            self.shared.close()
+
+    def publish(self) -> None:
+        """Write this worker's totals for the other workers' scrapes (when they share metrics)."""
+        shared = self.shared
+        if shared is not None:
+            shared.write(self._own.collect())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request (``route`` is its route template)."""
@@ -146,8 +168,6 @@ class Metrics:
 
     def families(self) -> Iterator[Metric]:
         """The HTTP and ``@remote`` series, from the numbers counted so far."""
-        if self.before_collect is not None:
-            self.before_collect()
         requests = CounterMetricFamily(
             "framex_http_requests", "HTTP requests served.", labels=["method", "route", "status"]
         )
@@ -196,6 +216,9 @@ class _Collector(Collector):
         self._watchdog = watchdog
 
     def collect(self) -> Iterable[Metric]:
+        before = self._metrics.before_collect
+        if before is not None and self._metrics.shared is None:
+            before()
         yield from self._metrics.families()
         watchdog = self._watchdog
         if watchdog is not None:  # None: `server.loop_block_warn_ms: 0`
@@ -211,6 +234,21 @@ class _Collector(Collector):
             )
 
 
+class _Publisher(Collector):
+    """Before the shared files are read, records what this worker has pending and writes it."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        before = self._metrics.before_collect
+        if before is not None:
+            before()  # the recording pass publishes at its end
+        else:
+            self._metrics.publish()
+        return ()
+
+
 def metrics_endpoint(metrics: Metrics) -> Any:
     """The route handler that serves ``metrics``."""
 
@@ -220,6 +258,7 @@ def metrics_endpoint(metrics: Metrics) -> Any:
     return serve_metrics
 
 
-def metrics_for(enabled: bool, watchdog: LoopWatchdog | None) -> Metrics | None:
-    """The metrics of a service, or None when ``metrics.enabled`` is off."""
-    return Metrics(watchdog) if enabled else None
+def metrics_for(enabled: bool, watchdog: LoopWatchdog | None, shared_dir: str | None = None) -> Metrics | None:
+    """The metrics of a service, or None when ``metrics.enabled`` is off; ``shared_dir``:
+    where worker processes share them (:mod:`framex.http.shared_metrics`)."""
+    return Metrics(watchdog, shared_dir) if enabled else None

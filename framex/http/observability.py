@@ -55,6 +55,26 @@ _HEADER = b"x-request-id"
 _ACCESS_MESSAGE = "%s %s %d %.2f ms"
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged and counted for a request whose client went away before its response
+was complete (nginx's "client closed request"); the client got no answer."""
+
+
+_SHUTDOWN_CANCEL = "timeout graceful shutdown exceeded"
+"""What uvicorn's cancellation of a request still running when ``server.shutdown_timeout_s``
+is up says (its client gets uvicorn's 500)."""
+
+
+def client_left(receive: Receive) -> bool:
+    """Whether the server saw the client of this request leave before the response was complete.
+
+    uvicorn neither cancels such a request nor tells the app: it drops what the app sends
+    afterwards, and its request cycle (the owner of ``receive``) records that the client
+    left. Other servers: False (Ray Serve cancels the request instead).
+    """
+    return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
+
+
 def new_request_id() -> str:
     """32 random hex digits, like ``uuid4().hex``, for a fraction of its cost.
 
@@ -177,9 +197,11 @@ class RequestRecords:
         """Count and log every request finished so far (the planned pass, a scrape and shutdown call it)."""
         self._pass_due = -math.inf
         finished = self._finished
-        if not finished:
-            return
         metrics = self.metrics
+        if not finished:
+            if metrics is not None and metrics.shared is not None:
+                metrics.publish()  # a scrape: the in-flight count and `.remote()` calls may have changed
+            return
         log = self.access_log and access_logger.isEnabledFor(logging.INFO)
         # `framex run`'s logging and nothing else: lines without records, one queue item a pass.
         handler = sole_handler(access_logger, logging.INFO) if log else None
@@ -216,6 +238,8 @@ class RequestRecords:
         finally:
             if handler is not None and lines:
                 handler.queue_lines(lines)
+            if metrics is not None and metrics.shared is not None:
+                metrics.publish()  # for the scrapes other worker processes answer
 
     def _match(self, scope: Scope) -> BaseRoute | None:
         partial = None
@@ -283,12 +307,21 @@ class ObservabilityMiddleware:
         marked = marks.mark(scope) if marks is not None else None
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError as exc:
+            # Ray Serve cancels the request of a client that went away: not a server error.
+            # uvicorn cancels what still runs when `server.shutdown_timeout_s` is up, and
+            # answers it 500 itself: that one stays a 500.
+            if _SHUTDOWN_CANCEL not in str(exc):
+                status = CLIENT_CLOSED_REQUEST
+            raise
         finally:
             if marks is not None and marked is not None:
                 marks.unmark(marked)
             if metrics is not None:
                 metrics.in_flight -= 1
             if self.observing:
+                if status != CLIENT_CLOSED_REQUEST and client_left(receive):
+                    status = CLIENT_CLOSED_REQUEST
                 # No status: an exception, which Starlette's ServerErrorMiddleware (around
                 # this one) answers with a 500.
                 self.records.note(scope, root, status or 500, start, rid)

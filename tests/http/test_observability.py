@@ -476,3 +476,34 @@ def test_framex_run_writes_json_lines() -> None:
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", access["time"])
     assert any(r["logger"] == "uvicorn.error" and r["request_id"] is None for r in records)
+
+
+async def test_a_request_cancelled_when_its_client_left_counts_as_499_not_500() -> None:
+    # Ray Serve cancels the request of a client that went away (uvicorn's case is in test_serve.py).
+    from framex.http.metrics import Metrics
+
+    metrics = Metrics()
+    records = observability.RequestRecords(metrics, access_log=False)
+    started = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        raise AssertionError("nothing is sent")
+
+    middleware = observability.ObservabilityMiddleware(app, records=records)
+    scope = {"type": "http", "method": "GET", "path": "/slow", "headers": [], "root_path": ""}
+    task = asyncio.ensure_future(middleware(scope, receive, send))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    text = metrics.render().decode()
+    assert sample(text, "framex_http_requests_total", method="GET", route="<unmatched>", status="499") == 1
+    assert 'status="500"' not in text
+    assert sample(text, "framex_http_requests_in_flight") == 0
