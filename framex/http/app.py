@@ -25,11 +25,13 @@ from framex.http.metrics import Metrics
 from framex.http.observability import RequestRecords, install_observability
 from framex.http.pipeline import Pipeline
 from framex.http.routes import add_api_route
+from framex.http.tracing import install_tracing
 from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from framex.container import Container
     from framex.plugin.runtime import PluginRuntime
+    from framex.tracing import Tracing
 
 
 def build_app(
@@ -43,12 +45,14 @@ def build_app(
     marks: RouteMarks,
     request_ids: Callable[[], str | None] | None = None,
     owns_process: bool = False,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
     API of the loaded plugins.
 
     ``request_ids`` gives the id a proxy in front assigned (Ray Serve's); ``owns_process``
-    (``framex run``) keeps what start-up built out of the garbage collector's passes.
+    (``framex run``) keeps what start-up built out of the garbage collector's passes;
+    ``tracing`` (None: off) traces every request.
     """
     registry = runtime.registry
     runtime.freeze()
@@ -72,6 +76,8 @@ def build_app(
             if watchdog is not None:
                 watchdog.stop()
             await runtime.stop()
+            if tracing is not None:
+                tracing.flush()  # the spans of the last requests, before the process may end
 
     app = FastAPI(
         title=settings.server.title,
@@ -116,6 +122,7 @@ def build_app(
         """The FrameX version, the backend and each plugin's version."""
         return envelope_response(versions)
 
+    install_tracing(app, tracing)  # inside the next one: the request has its id
     # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
     # request id, is timed, counted and logged; the metrics route comes after the others.
     install_observability(
