@@ -141,6 +141,8 @@ RAY_SPANS = {
     ("front", "remote in_process"),
     ("front", "work in_process"),
     ("front", "call /api/v1/traced/batch"),
+    ("front", "call traced_front.TracedHelper.add"),
+    ("front", "serve traced_front.TracedHelper.add"),
 }
 
 
@@ -172,6 +174,8 @@ def test_one_trace_from_the_http_span_into_ray_tasks_and_an_upstream(tmp_path: P
                 headers = {"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01", "X-Request-ID": "e2e-ray"}
                 response = httpx.get(f"{front.url}/api/v1/front/all", headers=headers, timeout=120)
                 assert response.status_code == 200, response.text
+                # The plugin class's replica ran in the caller's trace and request.
+                assert response.json()["data"]["class"] == {"sum": 2, "trace_id": TRACE_ID, "request_id": "e2e-ray"}
                 spans = receiver.wait_for(lambda s: names(s, TRACE_ID) >= RAY_SPANS | UPSTREAM_SPANS, timeout=120)
                 stop(front, front_output)
             stop(upstream, upstream_output)
@@ -187,4 +191,8 @@ def test_one_trace_from_the_http_span_into_ray_tasks_and_an_upstream(tmp_path: P
         assert (call.attributes["framex.backend"], call.attributes["framex.executor"]) == ("ray", "ray")
         assert (work.parent_id, work.attributes["framex.executor"]) == (call.span_id, "ray")
         assert work.attributes["framex.request_id"] == "e2e-ray"  # the Ray task knew the caller's request
-    assert upstream["GET /api/v1/traced/batch"].trace_id == TRACE_ID
+    # The plugin class runs in a deployment of its own: its replica continued the trace.
+    served = front["serve traced_front.TracedHelper.add"]
+    assert served.parent_id == front["call traced_front.TracedHelper.add"].span_id
+    assert served.attributes["framex.request_id"] == "e2e-ray"
+    assert upstream["GET /api/v1/traced/batch"].parent_id == front["upstream GET /api/v1/traced/batch"].span_id
