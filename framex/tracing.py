@@ -140,8 +140,16 @@ class Tracing:
         attributes: Mapping[str, Any] | None = None,
         kind: SpanKind | None = None,
         parent: Context | None = None,
-    ) -> SpanScope:
-        """``with tracing.span(...):`` a current span around a block; an exception marks it (type only)."""
+    ) -> SpanScope | NoSpan:
+        """``with tracing.span(...):`` a current span around a block; an exception marks it (type only).
+
+        Inside a trace that is not sampled (``sample_ratio`` said no at its start), nothing
+        is made: the trace context that travels on stays the unsampled one.
+        """
+        if parent is None:
+            current = self._trace.get_current_span().get_span_context()
+            if current.is_valid and not current.trace_flags.sampled:
+                return NO_SPAN
         return SpanScope(self, self.start(name, attributes, kind, parent))
 
     def attach(self, span: Span) -> object:
@@ -215,6 +223,25 @@ class SpanScope:
             self.span.end()
         finally:
             self.tracing.detach(self._token)
+
+
+class NoSpan:
+    """What :meth:`Tracing.span` gives in an unsampled trace: a block without a span of its own."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        from opentelemetry.trace import get_current_span
+
+        return get_current_span()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+NO_SPAN = NoSpan()
 
 
 def _cancelled(exc: BaseException) -> bool:

@@ -65,11 +65,14 @@ class TracingMiddleware:
             tracing.fail(span, exc)
             raise
         finally:
-            template = route_template(scope)
-            span.update_name(f"{method} {template}")
-            span.set_attribute("http.route", template)
-            if status:
-                span.set_attribute("http.response.status_code", status)
+            if span.is_recording():  # an unsampled request's span keeps nothing
+                template = route_template(scope)
+                span.update_name(f"{method} {template}")
+                span.set_attributes(
+                    {"http.route": template, "http.response.status_code": status}
+                    if status
+                    else {"http.route": template}
+                )
                 if status >= 500:
                     tracing.fail(span, scope.get(ERROR_TYPE_SCOPE_KEY) or str(status))
             span.end()

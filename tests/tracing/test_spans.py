@@ -4,10 +4,15 @@ read from an in-memory exporter."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.tracing.conftest import Service
+import framex
+from framex.container import close_container
+from framex.tracing import Tracing
+from tests.tracing.conftest import TRACED, Service, tracing_settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -135,3 +140,24 @@ def test_unmatched_paths_are_named_without_their_raw_path(traced_service: Servic
     (http,) = spans.all()
     assert http.name == "GET <unmatched>"
     assert http.attributes is not None and http.attributes["http.response.status_code"] == 404
+
+
+def test_an_unsampled_request_makes_no_spans_down_the_line() -> None:
+    container = framex.create_container(
+        None, load_plugins=[TRACED], load_builtin_plugins=[], tracing=tracing_settings(sample_ratio=0.0)
+    )
+    exporter = InMemorySpanExporter()
+    container.tracing.override(Tracing(container.settings().tracing, exporter=exporter))
+    try:
+        with TestClient(framex.create_app(container)) as client:
+            data = client.get("/api/v1/traced/work/thread").json()["data"]
+            sampled = client.get(
+                "/api/v1/traced/work/thread", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+            ).json()["data"]
+    finally:
+        close_container(container)
+    # The unsampled request still has a trace id (it travels on, unsampled); nothing is exported.
+    assert data["trace_id"] is not None and data["trace_id"] != TRACE_ID
+    assert sampled["trace_id"] == TRACE_ID  # a sampled caller wins over the ratio
+    assert {hex_trace(s) for s in exporter.get_finished_spans()} == {TRACE_ID}
+    assert len(exporter.get_finished_spans()) == 3  # the request, the call, the work
