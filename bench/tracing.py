@@ -13,8 +13,9 @@ the benchmark apps too.
 
 Run from the repository root::
 
-    python -m bench.tracing --baseline <commit before tracing>     # full run, a few minutes
-    python -m bench.tracing --baseline <commit> --quick            # smoke run
+    python -m bench.tracing                # full run, a few minutes
+    python -m bench.tracing --quick        # smoke run
+    python -m bench.tracing --baseline <commit>    # another build to compare with
 """
 
 from __future__ import annotations
@@ -184,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             for p in points
         ],
-        "table": table,
+        "tables": {"http": table, "cpu": cpu_table},
         "cpu_us_per_request": cpu,
-        "cpu_table": cpu_table,
     }
     write_report(args.output, report)
     return 0
@@ -257,15 +257,35 @@ def verdicts(points: list[Point]) -> list[str]:
     return notes
 
 
+def default_baseline() -> str:
+    """The commit before the one that added ``framex/tracing.py``."""
+    added = subprocess.run(
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", "framex/tracing.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not added:
+        raise SystemExit("no commit added framex/tracing.py here: give --baseline")
+    return f"{added[-1]}^"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.split("\n\n")[0])
     add_load_options(parser, FULL, DEFAULT_OUTPUT)
-    parser.add_argument("--baseline", required=True, help="git revision of a build without the tracing code path")
+    parser.add_argument(
+        "--baseline",
+        help="git revision of a build without the tracing code path (default: the parent of the commit that added "
+        "framex/tracing.py)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections per route {FULL['concurrency']}")
     parser.add_argument("--requests", type=int, help=f"requests per in-process CPU measurement ({FULL['requests']})")
     args = parser.parse_args(argv)
     apply_profile(args, QUICK if args.quick else FULL)
     check_load_options(parser, args, args.concurrency)
+    if args.baseline is None:
+        args.baseline = default_baseline()
     if os.environ.get("FRAMEX_CONFIG"):
         parser.error("unset FRAMEX_CONFIG: the apps must run with the built-in defaults")
     return args
