@@ -27,7 +27,8 @@ from framex.remote_spans import remote_span
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
-    from framex.remote import RemoteFunction
+    from framex.container import Container
+    from framex.remote import CallObservers, RemoteFunction
 
 RunBatch = Callable[["RemoteFunction[..., Any]", "Adapter", tuple[Any, ...], dict[str, Any]], Any]
 """Runs one batch on an adapter (with the function's retries): ``run(fn, adapter, args, kwargs)``."""
@@ -288,8 +289,8 @@ async def batched_call(
 
 
 async def _batched_call(
-    container: Any,
-    observers: Any,
+    container: Container,
+    observers: CallObservers,
     fn: RemoteFunction[..., Any],
     bound: tuple[Any, ...],
     item: Any,

@@ -11,6 +11,7 @@ message).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,8 @@ class TracingMiddleware:
         try:
             await self.app(scope, receive, send_status)
         except BaseException as exc:
-            tracing.fail(span, exc)
+            if not isinstance(exc, asyncio.CancelledError):  # the client left: not the service's failure
+                tracing.fail(span, exc)
             raise
         finally:
             if span.is_recording():  # an unsampled request's span keeps nothing

@@ -97,6 +97,8 @@ def test_one_trace_from_the_http_span_to_threads_processes_and_an_upstream(tmp_p
                         and ("upstream", "work on_loop") in names(s, FORWARD_TRACE_ID)
                     )
                 )
+                # The lines of the thread's and the worker process's work (read before the server stops).
+                front_output.wait_for(rf"tests\.traced \[e2e-1 trace={TRACE_ID} span=", 2, timeout=30)
                 stop(front, front_output)
             stop(upstream, upstream_output)
 
@@ -131,7 +133,8 @@ def test_one_trace_from_the_http_span_to_threads_processes_and_an_upstream(tmp_p
 
     # The worker process logged as the caller's request, in its trace.
     work_span = front["work in_process"].span_id
-    assert f"INFO tests.traced [e2e-1 trace={TRACE_ID} span={work_span}]: working" in front_output.text()
+    line = f"INFO tests.traced [e2e-1 trace={TRACE_ID} span={work_span}]: working"
+    assert line in front_output.text(), front_output.text()[-3000:]
 
 
 RAY_SPANS = {
@@ -176,6 +179,8 @@ def test_one_trace_from_the_http_span_into_ray_tasks_and_an_upstream(tmp_path: P
                 assert response.status_code == 200, response.text
                 # The plugin class's replica ran in the caller's trace and request.
                 assert response.json()["data"]["class"] == {"sum": 2, "trace_id": TRACE_ID, "request_id": "e2e-ray"}
+                # Ray forwards the tasks' log lines to the driver: they name the caller's request and trace.
+                task_lines = front_output.wait_for(rf"tests\.traced \[e2e-ray trace={TRACE_ID} span=", 2, timeout=60)
                 spans = receiver.wait_for(lambda s: names(s, TRACE_ID) >= RAY_SPANS | UPSTREAM_SPANS, timeout=120)
                 stop(front, front_output)
             stop(upstream, upstream_output)
@@ -196,3 +201,4 @@ def test_one_trace_from_the_http_span_into_ray_tasks_and_an_upstream(tmp_path: P
     assert served.parent_id == front["call traced_front.TracedHelper.add"].span_id
     assert served.attributes["framex.request_id"] == "e2e-ray"
     assert upstream["GET /api/v1/traced/batch"].parent_id == front["upstream GET /api/v1/traced/batch"].span_id
+    assert len(task_lines) >= 2, front_output.text()[-3000:]
