@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 for key, label in APPS:
                     measure_point(measure, targets[key], point, key, label, f"run {run + 1}/{args.runs}", args)
 
-        cpu = measure_cpu(baseline_dir, endpoint, args)
+        cpu = measure_cpu(baseline_dir, Path(tmp), endpoint, args)
 
     table = render(points)
     cpu_table = render_cpu(cpu)
@@ -198,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure_cpu(baseline_dir: Path, endpoint: str, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
-    """CPU µs per request of each app in-process (``bench/apps/asgi_cpu.py``), ``--runs`` rounds, alternating."""
+def measure_cpu(
+    baseline_dir: Path, scratch: Path, endpoint: str, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
+    """CPU µs per request of each app in-process (``bench/apps/asgi_cpu.py``), ``--runs`` rounds, alternating.
+
+    Every app runs in ``scratch``, a folder without ``config/local.yaml``: the same built-in defaults for all.
+    """
     found: dict[str, dict[str, list[float]]] = {name: {key: [] for key, _ in APPS} for name in PATHS}
     for run in range(args.runs):
         for name, path in PATHS.items():
@@ -208,7 +213,7 @@ def measure_cpu(baseline_dir: Path, endpoint: str, args: argparse.Namespace) -> 
                 env = base_env(PYTHONPATH=str(app_dir), **tracing_env(key, endpoint))
                 out = subprocess.run(
                     [sys.executable, str(ROOT / "bench" / "apps" / "asgi_cpu.py"), path, str(args.requests)],
-                    cwd=app_dir,
+                    cwd=scratch,
                     env=env,
                     capture_output=True,
                     text=True,

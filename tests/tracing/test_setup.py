@@ -142,3 +142,9 @@ def test_traced_requests_answer_as_untraced_ones(traced_service: Service, plain_
             traced, untraced = client.get(path), plain.get(path)
             assert traced.status_code == untraced.status_code
             assert "traceparent" not in traced.headers
+
+
+def test_process_work_knows_the_callers_request_with_tracing_off(plain_container: Container) -> None:
+    with TestClient(framex.create_app(plain_container)) as client:
+        data = client.get("/api/v1/traced/work/process", headers={"X-Request-ID": "order-11"}).json()["data"]
+    assert data == {"trace_id": None, "request_id": "order-11"}
