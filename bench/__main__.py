@@ -49,7 +49,7 @@ from bench.local_peers import LOCAL_SCENARIOS, run_local
 from bench.startup import run_startup
 
 DOC = ROOT / "docs" / "benchmarks.md"
-MODULES = ("ray_remote", "watchdog", "cache", "production", "proxy", "batching", "workers")
+MODULES = ("ray_remote", "watchdog", "cache", "production", "proxy", "batching", "workers", "tracing")
 """Benchmarks of ``bench/`` run as they are (when the module exists); their own tables are copied."""
 SCENARIOS = (*LOCAL_SCENARIOS, "fanout", "startup", "ray", *MODULES)
 

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from framex.context import get_container
 from framex.deadlines import within
 from framex.errors import BatchResultError
+from framex.remote_spans import remote_span
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
-    from framex.remote import RemoteFunction
+    from framex.container import Container
+    from framex.remote import CallObservers, RemoteFunction
 
 RunBatch = Callable[["RemoteFunction[..., Any]", "Adapter", tuple[Any, ...], dict[str, Any]], Any]
 """Runs one batch on an adapter (with the function's retries): ``run(fn, adapter, args, kwargs)``."""
@@ -280,6 +282,22 @@ async def batched_call(
     """
     container = get_container()
     observers = container.call_observers()
+    tracing = observers.tracing
+    if tracing is not None:
+        with tracing.span(*remote_span(fn, container.adapter())):
+            return await _batched_call(container, observers, fn, bound, item, kwargs, run)
+    return await _batched_call(container, observers, fn, bound, item, kwargs, run)
+
+
+async def _batched_call(
+    container: Container,
+    observers: CallObservers,
+    fn: RemoteFunction[..., Any],
+    bound: tuple[Any, ...],
+    item: Any,
+    kwargs: dict[str, Any],
+    run: RunBatch,
+) -> Any:
     batcher = container.batches().batcher(fn, bound, kwargs, container.adapter, run, lambda: observers.batch)
     start = time.perf_counter()
     error: BaseException | None = None

@@ -23,7 +23,8 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
     """
     if not api_name:
         api_name = _api_name_keyword(kwargs)
-    runtime = get_container().runtime()
+    container = get_container()
+    runtime = container.runtime()
     registry = runtime.registry
     registry.load_configured()
     api = registry.get_api(api_name)
@@ -44,7 +45,12 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
             arguments[name] = model.model_validate(value)
     if not runtime.started:
         await runtime.start()
-    return await runtime.invoke(api, arguments)
+    tracing = container.call_observers().tracing
+    if tracing is None:
+        return await runtime.invoke(api, arguments)
+    attributes = {"framex.api": api.name, "framex.plugin": api.plugin}
+    with tracing.span(f"call {api_name}", attributes):
+        return await runtime.invoke(api, arguments)
 
 
 def _api_name_keyword(kwargs: dict[str, Any]) -> str:

@@ -233,6 +233,31 @@ class LogSettings(_Strict):
     )
 
 
+def _endpoint(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+        raise ValueError("give the collector's OTLP/HTTP traces URL, like `http://127.0.0.1:4318/v1/traces`")
+    return value
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry traces of requests, plugin calls, ``@remote`` work and upstream calls; see observability.md."""
+
+    enabled: bool = Field(False, description="Make spans and export them (needs `pip install 'framex[tracing]'`).")
+    service_name: str = Field("framex", min_length=1, description="The `service.name` resource attribute.")
+    exporter: Literal["otlp", "console", "none"] = Field(
+        "otlp", description="otlp: OTLP over HTTP to `endpoint`; console: print spans; none: make spans only."
+    )
+    endpoint: Annotated[str, AfterValidator(_endpoint)] = Field(
+        "http://127.0.0.1:4318/v1/traces", description="Where the OTLP/HTTP exporter posts spans."
+    )
+    sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of new traces recorded; a caller's sampled flag wins."
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict, description="Extra resource attributes (`deployment.environment: prod`)."
+    )
+
+
 class Settings(_Strict):
     """The whole validated configuration of one FrameX service."""
 
@@ -248,6 +273,7 @@ class Settings(_Strict):
     metrics: MetricsSettings = MetricsSettings()
     console: ConsoleSettings = ConsoleSettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
 
 
 def load_settings(
@@ -377,6 +403,7 @@ __all__ = [
     "RaySettings",
     "ServerSettings",
     "Settings",
+    "TracingSettings",
     "deep_merge",
     "env_overrides",
     "format_validation_error",

@@ -17,6 +17,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from framex.adapters.base import Adapter
+from framex.adapters.carry import WorkerSetup
 from framex.adapters.local import LocalAdapter
 from framex.batching import Batches
 from framex.config import CacheSettings, Settings, load_settings
@@ -32,6 +33,7 @@ from framex.plugin.proxy import ProxyFunctions
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
 from framex.remote import CallObservers
+from framex.tracing import Tracing, tracing_for
 
 __all__ = [
     "Container",
@@ -44,21 +46,25 @@ __all__ = [
 ]
 
 
-def _ray_adapter(settings: Settings) -> Adapter:
+def _ray_adapter(settings: Settings, tracing: Tracing | None, worker_setup: WorkerSetup) -> Adapter:
     # Imported on demand: local mode must not need Ray installed.
     from framex.adapters.ray import RayAdapter
 
-    return RayAdapter(settings)
+    return RayAdapter(settings, tracing, worker_setup)
+
+
+def _worker_setup(settings: Settings, tracing: Tracing | None) -> WorkerSetup:
+    return WorkerSetup(settings.log, settings.tracing if tracing is not None else None)
 
 
 def _adapter_name(settings: Settings) -> str:
     return settings.adapter
 
 
-def _call_observers(metrics: Metrics | None) -> CallObservers:
+def _call_observers(metrics: Metrics | None, tracing: Tracing | None) -> CallObservers:
     if metrics is None:
-        return CallObservers()
-    return CallObservers(metrics.observe_call, metrics.observe_batch)
+        return CallObservers(tracing=tracing)
+    return CallObservers(metrics.observe_call, metrics.observe_batch, tracing)
 
 
 def _request_cache(settings: CacheSettings) -> RequestCache | None:
@@ -73,6 +79,11 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     """The one validated configuration."""
 
+    tracing = providers.Singleton(tracing_for, settings.provided.tracing)
+    """OpenTelemetry tracing (None with ``tracing.enabled: false``); ``close_container`` sends what waits."""
+    worker_setup = providers.Singleton(_worker_setup, settings, tracing)
+    """How worker processes of ``@remote`` work log and trace."""
+
     adapter_name = providers.Singleton(_adapter_name, settings)
     adapter = providers.Selector(
         adapter_name,
@@ -81,8 +92,10 @@ class Container(containers.DeclarativeContainer):
             max_workers=settings.provided.local.max_workers,
             executor=settings.provided.local.executor,
             max_processes=settings.provided.local.max_processes,
+            tracing=tracing,
+            worker_setup=worker_setup,
         ),
-        ray=providers.Singleton(_ray_adapter, settings=settings),
+        ray=providers.Singleton(_ray_adapter, settings=settings, tracing=tracing, worker_setup=worker_setup),
     )
     """Runs ``@remote`` work; ``.remote()`` resolves it at every call."""
 
@@ -103,8 +116,8 @@ class Container(containers.DeclarativeContainer):
     """Where worker processes share their metrics (``framex run --workers``), or None."""
     metrics = providers.Singleton(metrics_for, settings.provided.metrics.enabled, watchdog, metrics_dir)
     """Prometheus metrics (None with ``metrics.enabled: false``)."""
-    call_observers = providers.Singleton(_call_observers, metrics)
-    """Who hears of every finished ``.remote()`` call and every batch (metrics do, when on)."""
+    call_observers = providers.Singleton(_call_observers, metrics, tracing)
+    """Who hears of every ``.remote()`` call, batch and plugin call (metrics and tracing, when on)."""
     batches = providers.Singleton(Batches)
     """The batchers gathering calls of batched ``@remote`` functions."""
     request_records = providers.Singleton(
@@ -139,6 +152,7 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         watchdog=watchdog,
         marks=route_marks,
+        tracing=tracing,
         request_ids=request_ids,
         owns_process=owns_process,
         console=console,
@@ -164,7 +178,8 @@ def container_of(settings: Settings) -> Container:
 
 def close_container(container: Container) -> None:
     """Release what the container's providers hold (thread pools, the watchdog's thread, Ray
-    connections, shared metrics files) and forget them; the plugins' ``on_stop`` runs in the app's lifespan."""
+    connections, shared metrics files, the span exporter) and forget them; the plugins'
+    ``on_stop`` runs in the app's lifespan."""
     # Adapters and the watchdog are cheap to make (pools, threads and Ray start on first
     # use), so asking for them never starts anything just to close it.
     selected = container.adapter.providers.get(container.settings().adapter)
@@ -176,6 +191,10 @@ def close_container(container: Container) -> None:
     metrics = container.metrics()
     if metrics is not None:
         metrics.close()
+    if container.settings().tracing.enabled:
+        tracing = container.tracing()
+        if tracing is not None:
+            tracing.shutdown()  # sends the spans still waiting
     container.reset_singletons()
 
 

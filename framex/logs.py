@@ -40,7 +40,8 @@ def current_request_id() -> str | None:
 
 
 class RequestIdFilter(logging.Filter):
-    """Sets ``record.request_id`` to the current request's id (None outside requests).
+    """Sets ``record.request_id`` to the current request's id (None outside requests), and
+    ``trace_id`` / ``span_id`` while a recorded OpenTelemetry span is current.
 
     Attach it to a handler (not a logger: logger filters skip records of child loggers).
     An id already on the record (``extra={"request_id": ...}``) is kept.
@@ -49,7 +50,19 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = REQUEST_ID.get()
+        # Only when something loaded OpenTelemetry (tracing on): a dict lookup otherwise.
+        otel_trace = sys.modules.get("opentelemetry.trace")
+        if otel_trace is not None:
+            add_trace_ids(record, otel_trace)
         return True
+
+
+def add_trace_ids(record: logging.LogRecord, otel_trace: Any) -> None:
+    """``trace_id`` and ``span_id`` (hex) of the current span, when it is sampled."""
+    context = otel_trace.get_current_span().get_span_context()
+    if context.trace_flags.sampled and not hasattr(record, "trace_id"):
+        record.trace_id = format(context.trace_id, "032x")
+        record.span_id = format(context.span_id, "016x")
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -73,7 +86,8 @@ lines the text format puts under the message, each indented and escaped on its o
 
 
 class TextFormatter(logging.Formatter):
-    """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``.
+    """``LEVEL logger: message``; during a request ``LEVEL logger [request id]: message``,
+    and in a trace ``LEVEL logger [request id trace=<trace id> span=<span id>]: message``.
 
     Control characters in the message (arguments included), the logger's name and the
     request id are escaped (:func:`escape_controls`): text from callers cannot start a
@@ -92,6 +106,10 @@ class TextFormatter(logging.Formatter):
     def format_fields(self, created: float, levelname: str, name: str, message: str, fields: Mapping[str, Any]) -> str:
         """The line of a record with these attributes (and no exception or stack)."""
         rid = fields.get("request_id")
+        trace_id = fields.get("trace_id")
+        if trace_id:
+            tag = f"{rid} " if rid else ""
+            rid = f"{tag}trace={trace_id} span={fields.get('span_id')}"
         line = f"{levelname} {name} [{rid}]: {message}" if rid else f"{levelname} {name}: {message}"
         return line if line.isprintable() else escape_controls(line)
 

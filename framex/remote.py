@@ -27,9 +27,11 @@ from framex.context import get_container
 from framex.deadlines import within
 from framex.remote_options import DEFAULT_OPTIONS, Executor, RemoteOptions
 from framex.remote_options import OPTION_NAMES as _OPTION_NAMES
+from framex.remote_spans import remote_span, traced_items
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
+    from framex.tracing import Tracing
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,10 +92,13 @@ class _Callable:
             if fn.opts is DEFAULT_OPTIONS:
                 container = get_container()
                 adapter: Adapter = container.adapter()
-                observer = container.call_observers().observer
-                if observer is not None:
-                    return await _observed_many(observer, fn, adapter, calls, return_exceptions)
-                return list(await adapter.call_many(fn, calls, return_exceptions))
+                observers: CallObservers = container.call_observers()
+                if observers.idle:
+                    return list(await adapter.call_many(fn, calls, return_exceptions))
+                if observers.tracing is None:
+                    return await _observed_many(observers, fn, adapter, calls, return_exceptions)
+                with observers.tracing.span(*remote_span(fn, adapter, **{"framex.calls": len(calls)})):
+                    return await _observed_many(observers, fn, adapter, calls, return_exceptions)
             return await asyncio.gather(*(_call(fn, a, {}) for a in calls), return_exceptions=return_exceptions)
         return await _bounded(fn, calls, concurrency, return_exceptions)
 
@@ -219,25 +224,48 @@ CallObserver = Callable[["RemoteFunction[..., Any]", str, float, BaseException |
 
 
 class CallObservers:
-    """Who hears of finished ``.remote()`` calls in one service: a container provider
+    """Who hears of ``.remote()`` and plugin calls in one service: a container provider
     (``call_observers``), never None, so the lookup on every call stays one cached object."""
 
-    __slots__ = ("batch", "observer")
+    __slots__ = ("batch", "idle", "observer", "tracing")
 
-    def __init__(self, observer: CallObserver | None = None, batch: BatchObserver | None = None) -> None:
+    def __init__(
+        self, observer: CallObserver | None = None, batch: BatchObserver | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.observer = observer
         """Metrics' counter, or None: nothing is timed."""
         self.batch = batch
         """Told the size and the wait of every batch that starts (metrics' histograms), or None."""
+        self.tracing = tracing
+        """The service's tracing, or None: no spans."""
+        self.idle = observer is None and tracing is None
+        """Nobody observes calls: ``.remote()`` takes its shortest path."""
 
 
 async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     container = get_container()
     adapter: Adapter = container.adapter()
-    observer = container.call_observers().observer
-    if observer is None:
+    observers: CallObservers = container.call_observers()
+    if observers.idle:
         if fn.opts is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
             return await adapter.call(fn, args, kwargs)
+        return await _gated(fn, adapter, args, kwargs)
+    tracing = observers.tracing
+    if tracing is None:
+        return await _observed(observers, fn, adapter, args, kwargs)
+    with tracing.span(*remote_span(fn, adapter)):
+        return await _observed(observers, fn, adapter, args, kwargs)
+
+
+async def _observed(
+    observers: CallObservers,
+    fn: RemoteFunction[..., Any],
+    adapter: Adapter,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    observer = observers.observer
+    if observer is None:
         return await _gated(fn, adapter, args, kwargs)
     start = time.perf_counter()
     try:
@@ -260,7 +288,7 @@ async def _gated(fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any
 
 
 async def _observed_many(
-    observer: CallObserver,
+    observers: CallObservers,
     fn: RemoteFunction[..., Any],
     adapter: Adapter,
     calls: list[tuple[Any, ...]],
@@ -269,6 +297,9 @@ async def _observed_many(
     # One fan-out in one adapter call: its items run together, so each is counted with
     # the fan-out's time; when it raises, every item counts as failed (the caller gets
     # no result of any).
+    observer = observers.observer
+    if observer is None:
+        return list(await adapter.call_many(fn, calls, return_exceptions))
     start = time.perf_counter()
     try:
         results = list(await adapter.call_many(fn, calls, return_exceptions))
@@ -338,14 +369,20 @@ async def _bounded(
 
 
 async def _stream(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-    adapter: Adapter = get_container().adapter()
+    container = get_container()
+    adapter: Adapter = container.adapter()
+    tracing = container.call_observers().tracing
     gate = fn.limit()
     if gate is not None:
         await gate.acquire()
     items = adapter.stream(fn, args, kwargs)
     try:
-        async for item in items:
-            yield item
+        if tracing is None:
+            async for item in items:
+                yield item
+        else:
+            async for item in traced_items(tracing, fn, adapter, items):
+                yield item
     finally:
         try:
             await items.aclose()

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from framex.adapters.carry import Carried, entered
+
 if TYPE_CHECKING:
     from framex.remote import RemoteFunction
 
@@ -102,3 +104,9 @@ def stream_by_reference(ref: Reference, args: tuple[Any, ...], kwargs: Mapping[s
         yield from drive_async_generator(func, args, kwargs)
     else:
         yield from func(*args, **kwargs)
+
+
+def call_carried(carried: Carried, ref: Reference, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Entry point in a worker process for a call that carries the caller's request and trace."""
+    with entered(carried, ref[1]):
+        return call_by_reference(ref, args, kwargs)

@@ -21,12 +21,16 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from framex.adapters.calls import call_by_reference, reference
+from framex.adapters.calls import call_by_reference, call_carried, reference
+from framex.adapters.carry import WorkerSetup, carry
 from framex.errors import RemoteError
 
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
+    from framex.tracing import Tracing
+
+_NO_SETUP = WorkerSetup(None, None)
 
 _DONE = object()
 
@@ -56,8 +60,14 @@ class LocalAdapter:
         max_workers: int = 32,
         executor: Literal["thread", "process"] = "thread",
         max_processes: int | None = None,
+        tracing: Tracing | None = None,
+        worker_setup: WorkerSetup = _NO_SETUP,
     ) -> None:
         self.max_workers = max_workers
+        self.tracing = tracing
+        """The service's tracing (None: off): work spans in threads, trace context to processes."""
+        self.worker_setup = worker_setup
+        """How worker processes log and trace (the service's settings)."""
         self.executor = executor
         self.max_processes = max_processes or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
@@ -101,10 +111,17 @@ class LocalAdapter:
         # An async function runs on the loop unless it asks for a process itself.
         if executor == "process" or (executor is None and not fn.is_async and self.executor == "process"):
             return await self._in_process(fn, args, kwargs)
+        tracing = self.tracing
         if fn.is_async:
-            return await fn.func(*args, **kwargs)
+            if tracing is None:
+                return await fn.func(*args, **kwargs)
+            with tracing.span(*_work(fn, "loop")):
+                return await fn.func(*args, **kwargs)
         ctx = contextvars.copy_context()
-        job = functools.partial(ctx.run, fn.func, *args, **kwargs)
+        if tracing is None:
+            job = functools.partial(ctx.run, fn.func, *args, **kwargs)
+        else:
+            job = functools.partial(ctx.run, _traced_job, tracing, fn, args, kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.pool, job)
 
     async def call_many(
@@ -118,12 +135,18 @@ class LocalAdapter:
     async def _in_process(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         name = fn.func.__qualname__
         pool = self.processes
+        carried = carry(self.tracing, self.worker_setup, "process")
+        job: tuple[Any, ...] = (
+            (call_by_reference, reference(fn), args, kwargs)
+            if carried is None
+            else (call_carried, carried, reference(fn), args, kwargs)
+        )
         try:
-            future: Future[Any] = pool.submit(call_by_reference, reference(fn), args, kwargs)
+            future: Future[Any] = pool.submit(*job)
         except BrokenProcessPool:
             self._reset_processes(pool)
             pool = self.processes
-            future = pool.submit(call_by_reference, reference(fn), args, kwargs)
+            future = pool.submit(*job)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -208,6 +231,17 @@ class LocalAdapter:
 
     def __repr__(self) -> str:
         return f"LocalAdapter(max_workers={self.max_workers}, executor={self.executor!r})"
+
+
+def _work(fn: RemoteFunction[..., Any], executor: str) -> tuple[str, dict[str, Any]]:
+    label = fn.func.__qualname__
+    return f"work {label}", {"framex.function": label, "framex.executor": executor}
+
+
+def _traced_job(tracing: Tracing, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # In the pool's thread, in the caller's context: a child of its `.remote()` span.
+    with tracing.span(*_work(fn, "thread")):
+        return fn.func(*args, **kwargs)
 
 
 def _failed_to_send(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from framex.adapters.calls import (
     run_coroutine_function,
     stream_by_reference,
 )
+from framex.adapters.carry import Carried, WorkerSetup, carry, entered
 from framex.config import RaySettings, Settings
 from framex.consts import CONFIG_ENV
 from framex.errors import FrameXError, RemoteError
@@ -29,6 +30,7 @@ from framex.errors import FrameXError, RemoteError
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
+    from framex.tracing import Tracing
 
 logger = logging.getLogger("framex.ray")
 
@@ -218,6 +220,29 @@ def _task_function(fn: RemoteFunction[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _carried_task_function(fn: RemoteFunction[..., Any]) -> Callable[..., Any]:
+    # The same task, entered as the caller's request (and trace) in the worker; its first
+    # argument is the `Carried` of the call.
+    inner = _task_function(fn)
+    label = fn.func.__qualname__
+    run: Callable[..., Any]
+    if fn.is_generator:
+
+        def run(carried: Carried, *args: Any, **kwargs: Any) -> Any:
+            with entered(carried, label):
+                yield from inner(*args, **kwargs)
+
+    else:
+
+        def run(carried: Carried, *args: Any, **kwargs: Any) -> Any:
+            with entered(carried, label):
+                return inner(*args, **kwargs)
+
+    run.__name__ = getattr(fn.func, "__name__", "task")
+    run.__qualname__ = label
+    return run
+
+
 def _is_task_worker() -> bool:
     # A process that runs plain Ray tasks (not the driver, not an actor such as a Serve
     # replica, whose event loop must never block).
@@ -237,9 +262,15 @@ class RayAdapter:
     retries_tasks = True
     """``retries`` / ``retry_on`` become Ray task retries (application exceptions included)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, tracing: Tracing | None = None, worker_setup: WorkerSetup | None = None
+    ) -> None:
         self.settings = settings
+        self.tracing = tracing
+        """The service's tracing (None: off): the trace context goes with every task."""
+        self.worker_setup = worker_setup or WorkerSetup(settings.log, settings.tracing if tracing else None)
         self._tasks: dict[RemoteFunction[..., Any], Any] = {}
+        self._carried_tasks: dict[RemoteFunction[..., Any], Any] = {}
         self._task_worker: bool | None = None
 
     def _blocking_wait(self) -> bool:
@@ -247,8 +278,16 @@ class RayAdapter:
             self._task_worker = _is_task_worker()
         return self._task_worker
 
-    def _task(self, fn: RemoteFunction[..., Any]) -> Any:
-        task = self._tasks.get(fn)
+    def _submit(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Start the task of one call (with the caller's request and trace, when there are any)."""
+        carried = carry(self.tracing, self.worker_setup, "ray")
+        if carried is None:
+            return self._task(fn).remote(*args, **kwargs)
+        return self._task(fn, carried=True).remote(carried, *args, **kwargs)
+
+    def _task(self, fn: RemoteFunction[..., Any], carried: bool = False) -> Any:
+        tasks = self._carried_tasks if carried else self._tasks
+        task = tasks.get(fn)
         if task is None:
             start_ray(self.settings)
             opts = fn.opts
@@ -260,11 +299,12 @@ class RayAdapter:
             }
             if fn.is_generator:
                 options["num_returns"] = "streaming"
-            task = self._tasks[fn] = _ray().remote(**options)(_task_function(fn))
+            function = _carried_task_function(fn) if carried else _task_function(fn)
+            task = tasks[fn] = _ray().remote(**options)(function)
         return task
 
     async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ref = self._task(fn).remote(*args, **kwargs)
+        ref = self._submit(fn, args, kwargs)
         try:
             if self._blocking_wait():
                 # Inside a Ray task, `ray.get` tells Ray the worker waits, so Ray lends its
@@ -282,8 +322,7 @@ class RayAdapter:
         self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
     ) -> list[Any]:
         """Submit every call, then wait for all: a fan-out runs in parallel, in a task too."""
-        task = self._task(fn)
-        refs = [task.remote(*args) for args in calls]
+        refs = [self._submit(fn, args, {}) for args in calls]
         label = fn.func.__qualname__
         try:
             if self._blocking_wait():
@@ -315,7 +354,7 @@ class RayAdapter:
         self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
         """A generator function as a Ray streaming task: items arrive as the task yields them."""
-        refs = self._task(fn).remote(*args, **kwargs)
+        refs = self._submit(fn, args, kwargs)
         label = fn.func.__qualname__
         finished = False
         try:
@@ -334,6 +373,7 @@ class RayAdapter:
         # Ray itself stays up: whoever started it (`framex run`, a script's exit, a test
         # session) shuts it down.
         self._tasks.clear()
+        self._carried_tasks.clear()
 
     def __repr__(self) -> str:
         return f"RayAdapter(address={self.settings.ray.address!r})"

@@ -12,7 +12,8 @@ import inspect
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, nullcontext
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -26,7 +27,7 @@ from framex.container import Container, container_of
 from framex.context import use_container
 from framex.errors import FrameXError, PluginDefinitionError
 from framex.kit import health_check_of
-from framex.logs import configure_replica_logging
+from framex.logs import REQUEST_ID, configure_replica_logging
 from framex.plugin.decorators import REGISTER_ATTR, RegisterSpec
 from framex.plugin.loader import PluginApi
 from framex.plugin.registry import PluginRegistry
@@ -35,6 +36,11 @@ from framex.summary import StartupSummary, url_of
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
+
+    from framex.tracing import Tracing
+
+CallContext = tuple["str | None", "dict[str, str] | None"]
+"""What a call to a plugin deployment carries: the caller's request id and trace context."""
 
 # Ray Serve's annotations are partial; FrameX checks its own code, not Serve's.
 serve: Any = _serve
@@ -87,9 +93,16 @@ def _reraise(exc: Exception, api: PluginApi) -> NoReturn:
 class HandleForwarder:
     """Forwards plugin-class API calls to their deployments."""
 
-    def __init__(self, app_name: str) -> None:
+    def __init__(self, app_name: str, tracing: Tracing | None = None) -> None:
         self.app_name = app_name
+        self.tracing = tracing
         self._handles: dict[str, DeploymentHandle[Any]] = {}
+
+    def _context(self) -> CallContext | None:
+        rid = REQUEST_ID.get()
+        if self.tracing is None:
+            return None if rid is None else (rid, None)
+        return rid, self.tracing.inject()
 
     def _handle(self, name: str) -> DeploymentHandle[Any]:
         handle = self._handles.get(name)
@@ -103,14 +116,14 @@ class HandleForwarder:
         if streams(api):
             return self._stream(handle, api, kwargs)
         try:
-            return await handle.call.remote(api.name, kwargs)
+            return await handle.call.remote(api.name, kwargs, self._context())
         except Exception as exc:
             _reraise(exc, api)
 
     async def _stream(
         self, handle: DeploymentHandle[Any], api: PluginApi, kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        response: Any = handle.options(stream=True).stream.remote(api.name, kwargs)
+        response: Any = handle.options(stream=True).stream.remote(api.name, kwargs, self._context())
         try:
             async for item in response:
                 yield item
@@ -131,8 +144,10 @@ class PluginReplica:
         registry = runtime.registry
         registry.load_configured()
         classes = [cls for cls, _ in registry.plugins[plugin].classes if cls.__name__ == class_name]
-        runtime.forward_classes(HandleForwarder(container.settings().ray.app_name), keep=classes[0])
+        tracing = container.tracing()
+        runtime.forward_classes(HandleForwarder(container.settings().ray.app_name, tracing), keep=classes[0])
         await runtime.start()
+        self.tracing = tracing
         self.runtime = runtime
         self.registry = registry
         self._health = health_check_of(runtime, plugin, classes[0])
@@ -148,13 +163,41 @@ class PluginReplica:
         # Ray Serve awaits this when it stops the replica: the plugin's `on_stop`.
         await self.runtime.stop()
 
-    async def call(self, api_name: str, kwargs: dict[str, Any]) -> Any:
+    async def call(self, api_name: str, kwargs: dict[str, Any], context: CallContext | None = None) -> Any:
         try:
-            return await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
+            if context is None:
+                return await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
+            with self._as_caller(api_name, context):
+                return await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
         except HTTPException as exc:
             raise InTransitHTTPError.wrap(exc) from None
 
-    async def stream(self, api_name: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    @contextmanager
+    def _as_caller(self, api_name: str, context: CallContext) -> Iterator[None]:
+        # In the caller's request (its id on log records) and trace (a span of this replica).
+        rid, trace = context
+        token = REQUEST_ID.set(rid)
+        try:
+            tracing = self.tracing
+            if tracing is None or trace is None:
+                yield
+                return
+            attributes = {"framex.api": api_name, "framex.request_id": rid or ""}
+            with tracing.span(f"serve {api_name}", attributes, tracing.kinds.SERVER, tracing.extract(trace)):
+                yield
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def stream(
+        self, api_name: str, kwargs: dict[str, Any], context: CallContext | None = None
+    ) -> AsyncIterator[Any]:
+        # Serve drives this generator in a task of its own: the context it enters lasts
+        # until the stream ends, in that task only.
+        with self._as_caller(api_name, context) if context is not None else nullcontext():
+            async for item in self._stream(api_name, kwargs):
+                yield item
+
+    async def _stream(self, api_name: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         try:
             items = await self.runtime.invoke(self.registry.get_api(api_name), kwargs)
             if hasattr(items, "__aiter__"):
@@ -175,7 +218,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> Any:
         container = _replica_container(self.settings_doc)
-        container.runtime().forward_classes(HandleForwarder(container.settings().ray.app_name))
+        container.runtime().forward_classes(HandleForwarder(container.settings().ray.app_name, container.tracing()))
         # Serve's proxy assigns request ids and returns them in the header itself.
         container.request_ids.override(providers.Object(_serve_request_id))
         return container.app()

@@ -27,12 +27,14 @@ from framex.http.metrics import Metrics
 from framex.http.observability import RequestRecords, install_observability
 from framex.http.pipeline import Pipeline
 from framex.http.routes import add_api_route
+from framex.http.tracing import install_tracing
 from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from framex.console.state import Console
     from framex.container import Container
     from framex.plugin.runtime import PluginRuntime
+    from framex.tracing import Tracing
 
 OPENAPI_URL = f"{API_STR}/openapi.json"
 
@@ -49,6 +51,7 @@ def build_app(
     request_ids: Callable[[], str | None] | None = None,
     owns_process: bool = False,
     console: Console | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
     API of the loaded plugins.
@@ -56,6 +59,7 @@ def build_app(
     ``request_ids`` gives the id a proxy in front assigned (Ray Serve's); ``owns_process``
     (``framex run``) keeps what start-up built out of the garbage collector's passes;
     ``console`` (None when it is off) gets its page and JSON routes.
+    ``tracing`` (None: off) traces every request.
     """
     registry = runtime.registry
     runtime.freeze()
@@ -83,6 +87,8 @@ def build_app(
             if watchdog is not None:
                 watchdog.stop()
             await runtime.stop()
+            if tracing is not None:
+                tracing.flush()  # the spans of the last requests, before the process may end
 
     app = FastAPI(
         title=settings.server.title,
@@ -130,6 +136,7 @@ def build_app(
     if console is not None:
         install_console(app, console)
     install_docs(app, settings.server.title, list(registry.plugins.values()), settings.auth.rules, OPENAPI_URL)
+    install_tracing(app, tracing)  # inside the next one: the request has its id
 
     # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
     # request id, is timed, counted and logged; the metrics route comes after the others.

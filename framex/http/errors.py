@@ -29,6 +29,8 @@ REQUEST_ID_SCOPE_KEY = "framex.request_id"
 """The ASGI scope key where the observability middleware keeps the id it gave the request."""
 PROXY_ID_SCOPE_KEY = "framex.request_id_from_proxy"
 """Set in the scope when a proxy in front (Ray Serve's) assigned the id and sends the header itself."""
+ERROR_TYPE_SCOPE_KEY = "framex.error_type"
+"""The type of the exception a 500 answered, for the request's span (its message stays in the log)."""
 
 
 def safe_request_id(value: str | None) -> str | None:
@@ -60,6 +62,7 @@ def request_id_headers(request: Request, rid: str) -> dict[str, str] | None:
 def internal_error(request: Request, where: str, exc: BaseException) -> Response:
     """Log ``exc`` and answer 500 without its text."""
     rid = request_id(request)
+    request.scope[ERROR_TYPE_SCOPE_KEY] = type(exc).__qualname__
     logger.error("%s %s failed in %s (request id %s)", request.method, request.url.path, where, rid, exc_info=exc)
     return envelope_response(
         None,

@@ -27,6 +27,7 @@ from framex.errors import UpstreamError
 from framex.http.auth import route_path
 from framex.http.envelope import envelope_body
 from framex.logs import current_request_id
+from framex.tracing import Tracing, active_tracing, trace_headers
 
 logger = logging.getLogger("framex.proxy")
 
@@ -116,6 +117,14 @@ def upstream_target(scope: Scope) -> tuple[bytes, bytes] | None:
     return raw, query
 
 
+TRACED_REQUEST_HEADERS = DROPPED_REQUEST_HEADERS | {b"traceparent", b"tracestate"}
+"""Request headers not passed on when this service traces: its own span's context replaces the caller's."""
+
+
+def _upstream_attributes(upstream: Upstream, method: str, path: str) -> dict[str, Any]:
+    return {"http.request.method": method, "server.address": upstream.url, "url.template": path}
+
+
 class ForwardRoute:
     """The ASGI app of one mirrored operation: sends the request upstream as it came and
     the answer back as it comes (streams chunk by chunk)."""
@@ -126,6 +135,26 @@ class ForwardRoute:
         self.limit = upstream.settings.max_body_in_memory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracing = active_tracing()
+        if tracing is None:
+            await self._forward(scope, receive, send, [])
+            return
+        attributes = _upstream_attributes(self.upstream, self.operation.method, self.operation.path)
+        with tracing.span(f"upstream {self.operation.label}", attributes, tracing.kinds.CLIENT) as span:
+            status = 0
+
+            def send_status(message: Message) -> Any:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    span.set_attribute("http.response.status_code", status)
+                return send(message)
+
+            await self._forward(scope, receive, send_status, trace_headers(tracing))
+            if status >= 500:
+                tracing.fail(span, str(status))
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, trace: list[tuple[bytes, bytes]]) -> None:
         upstream = self.upstream
         method: str = scope["method"]
         path = route_path(scope)
@@ -135,7 +164,8 @@ class ForwardRoute:
             # upstream's request line or its log lines.
             await _send_error(send, 400, "Bad request: the path has characters that cannot be forwarded.")
             return
-        headers = end_to_end(scope["headers"], DROPPED_REQUEST_HEADERS)
+        headers = end_to_end(scope["headers"], TRACED_REQUEST_HEADERS if trace else DROPPED_REQUEST_HEADERS)
+        headers += trace  # this service's span, in place of the caller's context
         headers += upstream.auth_headers(path)
         rid = current_request_id()
         if rid:
@@ -257,7 +287,27 @@ async def call_upstream(
     this request's id, a JSON body if any. Returns :func:`result_of` the answer, or an
     async iterator of the events of a stream; failures raise :class:`UpstreamError`
     starting with ``what``."""
+    tracing = active_tracing()
+    if tracing is None:
+        return await _call_upstream(upstream, method, path, query, rule_path, json_body, what, None)
+    attributes = _upstream_attributes(upstream, method, rule_path)
+    with tracing.span(f"upstream {method} {rule_path}", attributes, tracing.kinds.CLIENT):
+        return await _call_upstream(upstream, method, path, query, rule_path, json_body, what, tracing)
+
+
+async def _call_upstream(
+    upstream: Upstream,
+    method: str,
+    path: str,
+    query: bytes,
+    rule_path: str,
+    json_body: bytes,
+    what: str,
+    tracing: Tracing | None,
+) -> Any:
     headers = upstream.auth_headers(rule_path)
+    if tracing is not None:
+        headers += trace_headers(tracing)
     rid = current_request_id()
     if rid:
         headers.append((b"x-request-id", rid.encode("latin-1")))

@@ -1,0 +1,306 @@
+"""What tracing costs: req/s of the trivial route and of an ``@remote`` route with tracing
+off, at ``sample_ratio`` 1.0 and 0.01 (OTLP/HTTP batching exporter), and of a build
+without the tracing code path at all (``--baseline``, a git revision).
+
+Four servers of the same app (``bench/apps/framex_app.py``) run side by side; the load
+generator drives one at a time, alternating within each round, and the median of
+``--runs`` rounds is reported. The traced servers export to an OTLP sink in this process
+that answers every export with 200 and keeps nothing (a collector on another machine,
+in production). A second table gives each app's CPU time per request driven in-process
+through ASGI (``bench/apps/asgi_cpu.py``): on a busy machine it moves less than req/s.
+The baseline's ``framex`` package is exported from git into a scratch folder that holds
+the benchmark apps too.
+
+Run from the repository root::
+
+    python -m bench.tracing                # full run, a few minutes
+    python -m bench.tracing --quick        # smoke run
+    python -m bench.tracing --baseline <commit>    # another build to compare with
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RESULTS,
+    ROOT,
+    Point,
+    Target,
+    add_load_options,
+    apply_profile,
+    base_env,
+    check_load_options,
+    command_line,
+    free_port,
+    machine,
+    measure_point,
+    measurement_notes,
+    num,
+    pick_loadgen,
+    print_results,
+    run_cli,
+    serving,
+    source_state,
+    timestamp,
+    uvicorn_command,
+    versions,
+    write_report,
+)
+
+DEFAULT_OUTPUT = RESULTS / "tracing.json"
+FULL = {"duration": 5.0, "warmup": 1.0, "runs": 3, "concurrency": [16], "requests": 5000}
+QUICK = {"duration": 1.0, "warmup": 0.3, "runs": 1, "concurrency": [8], "requests": 1000}
+PATHS = {"trivial": "/api/v1/trivial", "remote": "/api/v1/blocking?ms=0"}
+
+APPS = (
+    ("baseline", "no tracing code"),
+    ("off", "tracing off"),
+    ("ratio_001", "sample_ratio 0.01"),
+    ("ratio_1", "sample_ratio 1.0"),
+)
+TARGETS = {("off", "baseline"): 0.99, ("ratio_001", "off"): 0.97, ("ratio_1", "off"): 0.85}
+"""The issue's bar: req/s of the first over the second."""
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that accepts every export and keeps nothing."""
+
+    class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="otlp-sink")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def export_baseline(revision: str, into: Path) -> None:
+    """``framex/`` as of ``revision``, and a link to this tree's ``bench/``, in ``into``."""
+    archive = subprocess.run(["git", "archive", revision, "framex"], cwd=ROOT, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "bench").symlink_to(ROOT / "bench")
+
+
+def tracing_env(app: str, endpoint: str) -> dict[str, str]:
+    if app not in ("ratio_1", "ratio_001"):
+        return {}
+    return {
+        "FRAMEX__TRACING__ENABLED": "true",
+        "FRAMEX__TRACING__ENDPOINT": endpoint,
+        "FRAMEX__TRACING__SAMPLE_RATIO": "1.0" if app == "ratio_1" else "0.01",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print the table, write the JSON file."""
+    args = parse_args(argv)
+    loadgen, measure = pick_loadgen(args.loadgen)
+    points = [Point(name, PATHS[name], c) for name in PATHS for c in args.concurrency]
+    started = time.time()
+    with (
+        tempfile.TemporaryDirectory(prefix="framex-bench-tracing-") as tmp,
+        otlp_sink() as endpoint,
+        contextlib.ExitStack() as servers,
+    ):
+        baseline_dir = Path(tmp) / "baseline"
+        baseline_dir.mkdir()
+        export_baseline(args.baseline, baseline_dir)
+        targets: dict[str, Target] = {}
+        for key, label in APPS:
+            port = free_port()
+            app_dir = baseline_dir if key == "baseline" else ROOT
+            process, _ = servers.enter_context(
+                serving(
+                    uvicorn_command(sys.executable, "bench.apps.framex_app:app", app_dir, port),
+                    label=label,
+                    port=port,
+                    ready_path=PATHS["trivial"],
+                    cwd=Path(tmp),
+                    env=base_env(**tracing_env(key, endpoint)),
+                    log_path=Path(tmp) / f"{key}.log",
+                )
+            )
+            targets[key] = Target(port, process.pid)
+        for point in points:
+            for run in range(args.runs):
+                for key, label in APPS:
+                    measure_point(measure, targets[key], point, key, label, f"run {run + 1}/{args.runs}", args)
+
+        cpu = measure_cpu(baseline_dir, Path(tmp), endpoint, args)
+
+    table = render(points)
+    cpu_table = render_cpu(cpu)
+    notes = verdicts(points) + measurement_notes(points, args.retries)
+    print_results(table, cpu_table, notes=notes)
+    report = {
+        "command": command_line("bench.tracing", argv),
+        "started": timestamp(started),
+        "seconds": round(time.time() - started, 1),
+        "baseline": args.baseline,
+        "source": source_state(),
+        "settings": {
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "requests": args.requests,
+            "load_generator": loadgen,
+        },
+        "machine": machine(),
+        "versions": versions("framex", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "uvicorn"),
+        "notes": notes,
+        "points": [
+            {
+                "scenario": p.scenario,
+                "concurrency": p.concurrency,
+                "apps": {
+                    key: {"median_rps": p.median(key, "rps"), "median_p99_ms": p.median(key, "p99_ms")}
+                    for key, _ in APPS
+                },
+                "runs": {key: [r.to_dict() for r in rs] for key, rs in p.runs.items()},
+            }
+            for p in points
+        ],
+        "tables": {"http": table, "cpu": cpu_table},
+        "cpu_us_per_request": cpu,
+    }
+    write_report(args.output, report)
+    return 0
+
+
+def measure_cpu(
+    baseline_dir: Path, scratch: Path, endpoint: str, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
+    """CPU µs per request of each app in-process (``bench/apps/asgi_cpu.py``), ``--runs`` rounds, alternating.
+
+    Every app runs in ``scratch``, a folder without ``config/local.yaml``: the same built-in defaults for all.
+    """
+    found: dict[str, dict[str, list[float]]] = {name: {key: [] for key, _ in APPS} for name in PATHS}
+    for run in range(args.runs):
+        for name, path in PATHS.items():
+            for key, label in APPS:
+                app_dir = baseline_dir if key == "baseline" else ROOT
+                env = base_env(PYTHONPATH=str(app_dir), **tracing_env(key, endpoint))
+                out = subprocess.run(
+                    [sys.executable, str(ROOT / "bench" / "apps" / "asgi_cpu.py"), path, str(args.requests)],
+                    cwd=scratch,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                found[name][key].append(float(out.stdout.strip().splitlines()[-1]))
+                print(
+                    f"  cpu {name:8} run {run + 1}/{args.runs} {label:18} {found[name][key][-1]:8.1f} µs/request",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return found
+
+
+def render_cpu(cpu: dict[str, dict[str, list[float]]]) -> str:
+    """Median CPU µs per request in-process, and the same ratios as capacities (baseline µs / app µs)."""
+    lines = [
+        "| route | " + " | ".join(f"{label} µs/request" for _, label in APPS) + " | off / baseline "
+        "| 0.01 / off | 1.0 / off |",
+        "| --- |" + " ---: |" * (len(APPS) + 3),
+    ]
+    for name, by_app in cpu.items():
+        medians = {key: statistics.median(values) for key, values in by_app.items() if values}
+        cells = " | ".join(num(medians.get(key), ".1f") for key, _ in APPS)
+        ratios = " | ".join(f"{medians[b] / medians[a]:.3f}x" for a, b in TARGETS)
+        lines.append(f"| {name} | {cells} | {ratios} |")
+    return "\n".join(lines)
+
+
+def render(points: list[Point]) -> str:
+    """Median req/s per app, and the ratios the issue sets a bar for."""
+    lines = [
+        "| route | connections | " + " | ".join(f"{label} req/s" for _, label in APPS) + " | off / baseline "
+        "| 0.01 / off | 1.0 / off |",
+        "| --- | ---: |" + " ---: |" * (len(APPS) + 3),
+    ]
+    for p in points:
+        rates = " | ".join(num(p.median(key, "rps"), ",.0f") for key, _ in APPS)
+        ratios = " | ".join(f"{num(p.ratio(a, b), '.3f')}x" for a, b in TARGETS)
+        lines.append(f"| {p.scenario} | {p.concurrency} | {rates} | {ratios} |")
+    return "\n".join(lines)
+
+
+def verdicts(points: list[Point]) -> list[str]:
+    notes = []
+    for p in points:
+        for (a, b), bar in TARGETS.items():
+            ratio = p.ratio(a, b)
+            if ratio is not None:
+                verdict = "meets" if ratio >= bar else "is BELOW"
+                notes.append(f"{p.scenario} c={p.concurrency}: {a} / {b} = {ratio:.3f}x {verdict} the {bar}x bar")
+    return notes
+
+
+def default_baseline() -> str:
+    """The commit before the one that added ``framex/tracing.py``."""
+    added = subprocess.run(
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", "framex/tracing.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not added:
+        raise SystemExit("no commit added framex/tracing.py here: give --baseline")
+    return f"{added[-1]}^"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.split("\n\n")[0])
+    add_load_options(parser, FULL, DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--baseline",
+        help="git revision of a build without the tracing code path (default: the parent of the commit that added "
+        "framex/tracing.py)",
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", help=f"connections per route {FULL['concurrency']}")
+    parser.add_argument("--requests", type=int, help=f"requests per in-process CPU measurement ({FULL['requests']})")
+    args = parser.parse_args(argv)
+    apply_profile(args, QUICK if args.quick else FULL)
+    check_load_options(parser, args, args.concurrency)
+    if args.baseline is None:
+        args.baseline = default_baseline()
+    if os.environ.get("FRAMEX_CONFIG"):
+        parser.error("unset FRAMEX_CONFIG: the apps must run with the built-in defaults")
+    return args
+
+
+if __name__ == "__main__":
+    run_cli(main, "interrupted; the servers were stopped")
