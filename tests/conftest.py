@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,10 @@ import pytest
 
 from framex.container import Container, close_container, create_container, use_container
 from tests.server import OutputDrain, Server, framex_server, require_ray, session_processes
+
+# Ray picks its address when it is first imported: whatever imports it first in this
+# session, the session's Ray (and the servers started from here) stay on 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,8 +31,6 @@ def framex_config_path() -> Path:
 @pytest.fixture(autouse=True)
 def _no_framex_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's FRAMEX__* or FRAMEX_CONFIG variables must not change test results.
-    import os
-
     for name in list(os.environ):
         if name.startswith("FRAMEX"):
             monkeypatch.delenv(name)

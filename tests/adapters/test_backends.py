@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from typing import Any
 
 import pytest
 
@@ -18,13 +20,11 @@ class JobError(ValueError):
 def where() -> dict[str, object]:
     """Which process ran the job, and its Ray task id when in a Ray worker."""
     task_id = None
-    try:
-        import ray
-
-        if ray.is_initialized():
-            task_id = ray.get_runtime_context().get_task_id()
-    except ImportError:
-        pass
+    # Only a Ray that is already imported: importing it here, before FrameX configures it,
+    # would make the session's Ray listen on the machine's address instead of 127.0.0.1.
+    ray: Any = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        task_id = ray.get_runtime_context().get_task_id()
     return {"pid": os.getpid(), "task_id": task_id}
 
 

@@ -171,7 +171,8 @@ def test_one_trace_from_the_http_span_into_ray_tasks_and_an_upstream(tmp_path: P
                     "tracing": tracing(receiver, "front"),
                 },
             )
-            with framex_server("--config", front_config, ready_timeout=240) as front:
+            # Ray folds log lines that differ only in ids into one ("repeated 2x"): keep each.
+            with framex_server("--config", front_config, env={"RAY_DEDUP_LOGS": "0"}, ready_timeout=240) as front:
                 assert front.process.stdout is not None
                 front_output = OutputDrain(front.process.stdout)
                 headers = {"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01", "X-Request-ID": "e2e-ray"}
