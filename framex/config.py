@@ -84,6 +84,10 @@ class ServerSettings(_Strict):
     max_body_bytes: int | None = Field(
         16 * 1024 * 1024, ge=0, description="Largest request body accepted (413 above it); null: no limit."
     )
+    compiled_routes: bool = Field(
+        True,
+        description="Serve plugin routes through their compiled request path; false: FastAPI's path for every route.",
+    )
 
 
 class LocalSettings(_Strict):
