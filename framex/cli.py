@@ -125,15 +125,32 @@ def _check(container: Any) -> None:
     runtime = container.runtime()
     runtime.freeze()  # loads and instantiates what the settings list, as serving does
     registry = runtime.registry
+    container.app()  # compiles the routes, as serving does
+    compiled = container.compiled_routes()
     for plugin in registry.plugins.values():
         meta = plugin.metadata
         print(f"plugin {plugin.name} {meta.version} ({plugin.module.__name__})")
         for api in plugin.apis:
             if api.is_http:
-                print(f"  {','.join(api.spec.methods):<7} {api.path}")
+                line = f"  {','.join(api.spec.methods):<7} {api.path}"
+                why = next(
+                    (
+                        compiled.fallbacks[f"{m} {api.path}"]
+                        for m in api.spec.methods
+                        if f"{m} {api.path}" in compiled.fallbacks
+                    ),
+                    None,
+                )
+                print(f"{line}  [FastAPI's path: {why}]" if why else line)
             if api.is_func:
                 print(f"  {'FUNC':<7} {api.name}")
-    print(f"ok: {len(registry.plugins)} plugin(s), {len(registry.apis)} API(s), adapter {container.settings().adapter}")
+    routes = (
+        ""
+        if not compiled.enabled
+        else f", {compiled.count} route(s) compiled, {len(compiled.fallbacks)} on FastAPI's path"
+    )
+    adapter = container.settings().adapter
+    print(f"ok: {len(registry.plugins)} plugin(s), {len(registry.apis)} API(s), adapter {adapter}{routes}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from framex.console.state import console_for
 from framex.context import activate, deactivate, get_container, set_default_factory, use_container
 from framex.http.app import build_app
 from framex.http.cache import RequestCache
+from framex.http.compiled import CompiledRoutes
 from framex.http.marks import RouteMarks
 from framex.http.metrics import Metrics, metrics_for
 from framex.http.observability import RequestRecords
@@ -142,6 +143,8 @@ class Container(containers.DeclarativeContainer):
     owns_process: providers.Object[bool] = providers.Object(False)
     """True under ``framex run``: the app may freeze start-up objects out of the GC."""
 
+    compiled_routes = providers.Singleton(CompiledRoutes, settings=settings)
+    """Plugin routes compiled into endpoints of their own, and the routes left to FastAPI's path."""
     app = providers.Singleton(
         build_app,
         container=__self__,
@@ -156,6 +159,7 @@ class Container(containers.DeclarativeContainer):
         request_ids=request_ids,
         owns_process=owns_process,
         console=console,
+        compiled=compiled_routes,
     )
     """The FastAPI application, built once from the providers above."""
 

@@ -25,7 +25,15 @@ def test_check_lists_routes_and_function_apis(capsys: pytest.CaptureFixture[str]
     assert "GET     /api/v1/demo/run" in out
     assert "POST    /api/v1/demo/total" in out
     assert "FUNC    echo.EchoPlugin.confess" in out
-    assert out.rstrip().endswith("ok: 3 plugin(s), 13 API(s), adapter local")
+    assert out.rstrip().endswith("ok: 3 plugin(s), 13 API(s), adapter local, 12 route(s) compiled, 0 on FastAPI's path")
+
+
+def test_check_names_routes_left_to_fastapis_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--load-plugins", f"{FP}.depends_route"]) == 0
+    out = capsys.readouterr().out
+    assert "GET     /api/v1/depends/items  [FastAPI's path: it uses Depends()]" in out
+    assert "GET     /api/v1/depends/plain\n" in out
+    assert out.rstrip().endswith("4 route(s) compiled, 1 on FastAPI's path")
 
 
 def test_check_flags_override_config(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp
 
 from framex.config import Settings
 from framex.console.page import install_console
@@ -16,6 +17,7 @@ from framex.consts import API_STR, VERSION
 from framex.context import activate
 from framex.http.auth import install_auth
 from framex.http.cache import RequestCache, cache_layer
+from framex.http.compiled import CompiledRoutes, FrameXApp
 from framex.http.cors import install_cors
 from framex.http.docs import install_docs
 from framex.http.envelope import envelope_response
@@ -24,10 +26,10 @@ from framex.http.external import install_external_routes
 from framex.http.limits import install_body_limit
 from framex.http.marks import RouteMarks
 from framex.http.metrics import Metrics
-from framex.http.observability import RequestRecords, install_observability
+from framex.http.observability import ObservabilityMiddleware, RequestRecords, install_observability
 from framex.http.pipeline import Pipeline
 from framex.http.routes import add_api_route
-from framex.http.tracing import install_tracing
+from framex.http.tracing import TracingMiddleware, install_tracing
 from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ def build_app(
     owns_process: bool = False,
     console: Console | None = None,
     tracing: Tracing | None = None,
+    compiled: CompiledRoutes | None = None,
 ) -> FastAPI:
     """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
     API of the loaded plugins.
@@ -59,7 +62,8 @@ def build_app(
     ``request_ids`` gives the id a proxy in front assigned (Ray Serve's); ``owns_process``
     (``framex run``) keeps what start-up built out of the garbage collector's passes;
     ``console`` (None when it is off) gets its page and JSON routes.
-    ``tracing`` (None: off) traces every request.
+    ``tracing`` (None: off) traces every request; ``compiled`` serves the plugin routes
+    that compile without FastAPI's per-request machinery.
     """
     registry = runtime.registry
     runtime.freeze()
@@ -90,7 +94,7 @@ def build_app(
             if tracing is not None:
                 tracing.flush()  # the spans of the last requests, before the process may end
 
-    app = FastAPI(
+    app = FrameXApp(
         title=settings.server.title,
         version=VERSION,
         openapi_url=OPENAPI_URL,
@@ -111,7 +115,8 @@ def build_app(
     cached = cache_layer(cache, settings.cache)
     for api in registry.apis:
         if api.is_http:
-            add_api_route(app, pipeline, api, cached if api.spec.options.get("cache") is not None else None)
+            layer = cached if api.spec.options.get("cache") is not None else None
+            add_api_route(app, pipeline, api, layer, compiled)
 
     @app.get("/health", response_class=PlainTextResponse, tags=["service"])
     async def health() -> str:
@@ -140,7 +145,16 @@ def build_app(
 
     # Last: the outermost middleware, so every response (auth's 401s, CORS answers) gets a
     # request id, is timed, counted and logged; the metrics route comes after the others.
-    install_observability(
-        app, records, metrics, settings.metrics.path, request_ids, marks if watchdog is not None else None
-    )
+    marked = marks if watchdog is not None else None
+    install_observability(app, records, metrics, settings.metrics.path, request_ids, marked)
+    if compiled is not None:
+
+        def wrap(inner: ASGIApp) -> ASGIApp:
+            # The per-request work of the middleware above that compiled routes keep.
+            if tracing is not None:
+                inner = TracingMiddleware(inner, tracing=tracing)
+            return ObservabilityMiddleware(inner, records=records, proxy_ids=request_ids, marks=marked)
+
+        compiled.attach(app, wrap)
+        app.framex_routes = compiled
     return app

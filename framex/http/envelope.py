@@ -57,6 +57,28 @@ def envelope_body(data: Any, status: int = 200, message: str = "success", **extr
     return to_json(body)
 
 
+class JSONBytesResponse(Response):
+    """A response of ready JSON bytes: Starlette's headers for them, made without parsing any."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE]
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response of ``body``, with the headers Starlette's ``Response`` would give it."""
+    if headers is None and status >= 200 and status not in (204, 304):
+        return JSONBytesResponse(body, status)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
 def envelope_response(
     data: Any,
     status: int = 200,
@@ -65,12 +87,7 @@ def envelope_response(
     **extra: Any,
 ) -> Response:
     """An enveloped JSON response."""
-    return Response(
-        envelope_body(data, status, message, **extra),
-        status_code=status,
-        headers=headers,
-        media_type="application/json",
-    )
+    return json_response(envelope_body(data, status, message, **extra), status, headers)
 
 
 def result_response(result: Any, raw: bool, status: int = 200) -> Response:
@@ -79,7 +96,7 @@ def result_response(result: Any, raw: bool, status: int = 200) -> Response:
     if isinstance(result, Response):
         return result
     if raw:
-        return Response(to_json(result), status_code=status, media_type="application/json")
+        return json_response(to_json(result), status)
     return envelope_response(result, status=status)
 
 

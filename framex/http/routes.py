@@ -8,10 +8,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from framex.errors import PluginDefinitionError
+from framex.http.compiled import CompiledRoutes
 from framex.http.envelope import ValidationErrorEnvelope, envelope_model
 from framex.http.pipeline import Layer, Pipeline
 from framex.http.streaming import SSE_MEDIA_TYPE
@@ -37,10 +39,13 @@ _FRAMEX_OPTIONS = frozenset({"cache"})
 _REQUEST_PARAM = "_framex_request"
 
 
-def add_api_route(app: FastAPI, pipeline: Pipeline, api: PluginApi, layer: Layer | None = None) -> None:
+def add_api_route(
+    app: FastAPI, pipeline: Pipeline, api: PluginApi, layer: Layer | None = None, compiled: CompiledRoutes | None = None
+) -> None:
     """Serve ``api`` at its path, with its parameters and body model in the OpenAPI document.
 
-    ``layer`` wraps its request pipeline (the cache's, for routes with cache options).
+    ``layer`` wraps its request pipeline (the cache's, for routes with cache options);
+    ``compiled`` gets each route to compile.
     """
     assert api.path is not None
     # FastAPI hands the request to one parameter only: reuse the handler's own, if any.
@@ -86,5 +91,8 @@ def add_api_route(app: FastAPI, pipeline: Pipeline, api: PluginApi, layer: Layer
         # One route per method, so each operation gets its own OpenAPI id.
         for method in spec.methods:
             app.add_api_route(api.path, endpoint, methods=[method], **kwargs)
+            route = app.router.routes[-1]
+            if compiled is not None and isinstance(route, APIRoute):
+                compiled.add(route, endpoint)
     except Exception as exc:
         raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
