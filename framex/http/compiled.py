@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from framex.http.auth import match_rule, route_path, rule_table
 from framex.http.compiler import Endpoint, compile_route
+from framex.http.pipeline import Compute
 
 if TYPE_CHECKING:
     from framex.config import Settings
@@ -90,11 +91,12 @@ class CompiledRoutes:
         self._templated: tuple[_Templated, ...] = ()
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] | None = None
 
-    def add(self, route: APIRoute, call: Callable[..., Awaitable[Response]]) -> None:
-        """Compile ``route`` (calling ``call`` with its validated values), or note why not."""
+    def add(self, route: APIRoute, run: Compute, request_param: str | None) -> None:
+        """Compile ``route`` (calling ``run`` with its validated values; the request goes in
+        ``request_param`` too, when the handler takes it), or note why not."""
         if not self.enabled:
             return
-        compiled = compile_route(route, call)
+        compiled = compile_route(route, run, request_param)
         if isinstance(compiled, str):
             for method in sorted(route.methods or ()):
                 self.fallbacks[f"{method} {route.path}"] = compiled

@@ -30,12 +30,13 @@ from urllib.parse import parse_qsl
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 Endpoint = Callable[[Request, dict[str, Any]], Awaitable[Response]]
-"""A compiled route's work for one request: validate the request's parameters (raising
-``RequestValidationError`` or ``HTTPException`` like FastAPI), then run the API."""
+"""One request's work: a compiled endpoint validates the request's parameters (raising
+``RequestValidationError`` or ``HTTPException`` like FastAPI), then runs the API."""
 
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset, Enum)
 _MISSING: Any = object()
@@ -199,13 +200,42 @@ def _json_content_type(value: str | None, strict: bool) -> bool:
     return subtype == "json" or subtype.endswith("+json")
 
 
+async def _receive_body(request: Request) -> bytes:
+    """The whole body, as ``Request.body()`` reads it (and keeps it for the handler)."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    request._body = body
+    request._stream_consumed = True
+    return body
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def _read_body(request: Request, strict: bool) -> Any:
     """The body as FastAPI's request handler reads it (JSON, raw bytes, or ``_MISSING``)."""
     try:
-        raw = await request.body()
+        raw = await _receive_body(request)
         if not raw:
             return _MISSING
-        if _json_content_type(request.headers.get("content-type"), strict):
+        if _json_content_type(_content_type(request.scope), strict):
             return json.loads(raw)
         return raw
     except json.JSONDecodeError as exc:
@@ -245,18 +275,19 @@ async def _errors(route: APIRoute, request: Request, body: Any) -> tuple[dict[st
     return values, errors
 
 
-def compile_route(route: APIRoute, call: Callable[..., Awaitable[Response]]) -> Endpoint | str:
-    """``route`` compiled, calling ``call`` with the validated values; or why it is not."""
+def compile_route(route: APIRoute, run: Endpoint, request_param: str | None) -> Endpoint | str:
+    """``route`` compiled, calling ``run`` with the request and its validated values (the
+    request among them as ``request_param`` when given); or why it is not compiled."""
     try:
         reason = _unsupported(route)
         if reason is not None:
             return reason
-        return _compile(route, call)
+        return _compile(route, run, request_param)
     except Exception as exc:  # a FastAPI release whose internals moved: its own path still works
         return f"the compiler cannot read it ({type(exc).__name__}: {exc})"
 
 
-def _compile(route: APIRoute, call: Callable[..., Awaitable[Response]]) -> Endpoint:
+def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Endpoint:
     from fastapi.dependencies.utils import _should_embed_body_fields
 
     dependant = route.dependant
@@ -270,7 +301,6 @@ def _compile(route: APIRoute, call: Callable[..., Awaitable[Response]]) -> Endpo
     bodies = tuple(_body(f) for f in body_fields)
     whole_body = len(body_fields) == 1 and not route._embed_body_fields and not _should_embed_body_fields(body_fields)
     strict = bool(getattr(route, "strict_content_type", True))
-    request_name = dependant.request_param_name
 
     def extract(request: Request, body: Any) -> dict[str, Any]:
         scope = request.scope
@@ -329,8 +359,8 @@ def _compile(route: APIRoute, call: Callable[..., Awaitable[Response]]) -> Endpo
             values, errors = await _errors(route, request, body)
             if errors:
                 raise RequestValidationError(errors, body=None if body is _MISSING else body) from None
-        if request_name:
-            values[request_name] = request
-        return await call(**values)
+        if request_param is not None:
+            values[request_param] = request
+        return await run(request, values)
 
     return endpoint

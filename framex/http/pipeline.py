@@ -1,6 +1,7 @@
 """The one way a request to a plugin API goes: from the endpoint FastAPI calls to the response.
 
-Every plugin route, plain, streaming or cached, runs :meth:`Pipeline.endpoint`: it marks
+Every plugin route, plain, streaming or cached, runs :meth:`Pipeline.run` (from FastAPI's
+endpoint or from its compiled one): it marks
 the request with its API (for the loop watchdog), makes the app's container the active
 one, starts the plugins if nothing did yet (an app mounted without its lifespan), calls
 the handler as its plugin, and turns the result into the envelope, an SSE stream or a
@@ -80,26 +81,34 @@ class Pipeline:
 
         return compute
 
-    def endpoint(
-        self, api: PluginApi, request_param: str, keep: bool, layer: Layer | None = None
-    ) -> Callable[..., Awaitable[Response]]:
-        """The endpoint FastAPI calls for ``api``, with ``layer`` around its compute step.
-
-        ``request_param`` is the keyword the request arrives in; ``keep`` leaves it in
-        place when it is the handler's own parameter.
-        """
+    def run(self, api: PluginApi, layer: Layer | None = None) -> Compute:
+        """The whole request path of ``api`` for one request, with ``layer`` around its
+        compute step: the request marked with its API, and errors answered (:func:`failure`)."""
         compute = self.compute(api)
         if layer is not None:
             compute = layer(api, compute)
         label, name = api.label, api.name
 
-        async def endpoint(**kwargs: Any) -> Response:
-            request: Request = kwargs[request_param] if keep else kwargs.pop(request_param)
+        async def run(request: Request, kwargs: dict[str, Any]) -> Response:
             request.scope[API_SCOPE_KEY] = name  # names the API in the watchdog's warnings
             try:
                 return await compute(request, kwargs)
             except Exception as exc:
                 return failure(request, label, exc)
+
+        return run
+
+    @staticmethod
+    def endpoint(run: Compute, request_param: str, keep: bool) -> Callable[..., Awaitable[Response]]:
+        """The endpoint FastAPI calls, running ``run`` (from :meth:`run`).
+
+        ``request_param`` is the keyword the request arrives in; ``keep`` leaves it in
+        place when it is the handler's own parameter.
+        """
+
+        async def endpoint(**kwargs: Any) -> Response:
+            request: Request = kwargs[request_param] if keep else kwargs.pop(request_param)
+            return await run(request, kwargs)
 
         return endpoint
 

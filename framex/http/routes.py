@@ -50,7 +50,8 @@ def add_api_route(
     assert api.path is not None
     # FastAPI hands the request to one parameter only: reuse the handler's own, if any.
     own = next((p.name for p in api.signature.parameters.values() if p.annotation is Request), None)
-    endpoint = pipeline.endpoint(api, own or _REQUEST_PARAM, keep=own is not None, layer=layer)
+    run = pipeline.run(api, layer)
+    endpoint = pipeline.endpoint(run, own or _REQUEST_PARAM, keep=own is not None)
     params = list(api.signature.parameters.values())
     if own is None:
         params.append(inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
@@ -93,6 +94,6 @@ def add_api_route(
             app.add_api_route(api.path, endpoint, methods=[method], **kwargs)
             route = app.router.routes[-1]
             if compiled is not None and isinstance(route, APIRoute):
-                compiled.add(route, endpoint)
+                compiled.add(route, run, own)
     except Exception as exc:
         raise PluginDefinitionError(f"Cannot serve `{api.name}` at `{api.path}`: {exc}") from exc
