@@ -86,7 +86,8 @@ class CompiledRoutes:
         self._app: FastAPI | None = None
         self._front: ASGIApp | None = None
         self._middleware = 0
-        self._seen = -1
+        self._seen = (-1, -1)
+        """The router's route count and the app's middleware count the tables were built for."""
         self._static: dict[str, dict[str, _Entry]] = {}
         self._templated: tuple[_Templated, ...] = ()
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] | None = None
@@ -121,7 +122,7 @@ class CompiledRoutes:
         app = self._app
         if app is None:
             return False
-        if len(app.router.routes) != self._seen:
+        if (len(app.router.routes), len(app.user_middleware)) != self._seen:
             self._build(app)
         path = get_route_path(scope) if scope.get("root_path") else scope["path"]
         method = scope["method"]
@@ -130,9 +131,9 @@ class CompiledRoutes:
         methods = self._static.get(path)
         if methods is not None:
             entry = methods.get(method)
-            if entry is None:
-                return False  # another method of a fixed path: the router answers (405 or another route)
-        else:
+        if entry is None:
+            # Another method of a fixed path may still be a templated route's (the router's
+            # first full match wins); none of them: FastAPI's path (405, 404 or another route).
             for templated in self._templated:
                 route = templated.route
                 found = route.path_regex.match(path)
@@ -218,7 +219,7 @@ class CompiledRoutes:
     def _build(self, app: FastAPI) -> None:
         """Work out, for the router's current routes, which requests each compiled route serves."""
         routes = list(app.router.routes)
-        self._seen = len(routes)
+        self._seen = (len(routes), len(app.user_middleware))
         self._static, self._templated = {}, ()
         # The handlers Starlette's ExceptionMiddleware would use (FastAPI's defaults included).
         handling = ExceptionMiddleware(
