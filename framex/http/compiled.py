@@ -229,23 +229,36 @@ class CompiledRoutes:
         self._handlers = (handling._exception_handlers, handling._status_handlers)
         if len(app.user_middleware) != self._middleware or _telemetry_on(app):
             return  # middleware FrameX does not know of would be skipped: FastAPI's path for all
-        # The dispatcher of APIs found upstream answers its routes before the router does.
-        front = [route for route in routes if type(route) is Route]
         static: dict[str, dict[str, _Entry]] = {}
         templated: list[_Templated] = []
-        for index, route in enumerate(routes):
-            entry = self._compiled.get(id(route))
-            if entry is None or entry.route is not route:
-                continue
-            before = [*front, *routes[:index]]
-            if not route.param_convertors:
-                for method in route.methods or ():
-                    probe = {"type": "http", "path": route.path, "root_path": "", "method": method, "headers": []}
-                    if not any(_serves(other, probe) for other in before):
-                        static.setdefault(route.path, {})[method] = entry
+        # Routes seen so far: fixed paths by path, the rest (templated, mounts...) in order.
+        fixed: dict[str, list[BaseRoute]] = {}
+        others: list[BaseRoute] = []
+
+        def seen(route: BaseRoute) -> None:
+            if isinstance(route, Route) and not route.param_convertors:
+                fixed.setdefault(route.path, []).append(route)
             else:
-                uncertain = tuple(other for other in before if _may_overlap(other, route, self._compiled))
-                templated.append(_Templated(route, entry, uncertain))
+                others.append(route)
+
+        # The dispatcher of APIs found upstream answers its routes before the router does.
+        for route in routes:
+            if type(route) is Route:
+                seen(route)
+        for route in routes:
+            entry = self._compiled.get(id(route))
+            if entry is not None and entry.route is route:
+                if not route.param_convertors:
+                    candidates = [*fixed.get(route.path, ()), *others]
+                    for method in route.methods or ():
+                        probe = {"type": "http", "path": route.path, "root_path": "", "method": method, "headers": []}
+                        if not any(_serves(other, probe) for other in candidates):
+                            static.setdefault(route.path, {})[method] = entry
+                else:
+                    before = [other for group in fixed.values() for other in group] + others
+                    uncertain = tuple(other for other in before if _may_overlap(other, route, self._compiled))
+                    templated.append(_Templated(route, entry, uncertain))
+            seen(route)
         self._static, self._templated = static, tuple(templated)
 
 
