@@ -130,6 +130,9 @@ def in_process(compiled_routes: bool, **settings: Any) -> Iterator[TestClient]:
     )
     try:
         app = framex.create_app(container)
+        routes = container.compiled_routes()
+        # The twin is what it claims to be: compiled routes there are, or none at all.
+        assert routes.enabled is compiled_routes and (routes.count > 0) is compiled_routes
         with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as client:
             yield client
     finally:

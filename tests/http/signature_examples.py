@@ -171,6 +171,7 @@ UPLOAD = multipart(
 )
 VALID: dict[str, tuple[Call, dict[str, str]]] = {
     "scalars": (get("/scalars?i=-3&f=1e3&b=on&s=a+b%2B%C3%A9"), {"i": "int", "f": "float", "b": "bool", "s": "str"}),
+    "plus, nothing percent-encoded": (get("/scalars?i=1&f=1&b=1&s=a+b&s=c+d"), {"s": "str"}),
     "typed": (
         get(f"/typed?color=green&when=2024-02-29T12:30:00Z&uid={U.upper()}&amount=1.10&level=2"),
         {"color": "Color", "when": "datetime", "uid": "UUID", "amount": "Decimal", "level": "Level"},

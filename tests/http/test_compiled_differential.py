@@ -23,7 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.http.differential import Call, Twins, answer, assert_same, in_process
+import framex
+from framex.container import close_container
+from tests.http.differential import PLUGIN, Call, Twins, answer, assert_same, in_process
 from tests.http.signature_calls import API, ROUTES
 from tests.http.signature_examples import INVALID, VALID, get, post
 
@@ -34,14 +36,15 @@ def twins() -> Iterator[Twins]:
         yield Twins(compiled, fastapi)
 
 
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
     yield
     # A request path that leaves an upload's temporary file open shows up as a
     # ResourceWarning when the file is collected: here, in the test that caused it.
     gc.collect()
 
 
+@pytest.mark.usefixtures("collect_garbage")
 @pytest.mark.parametrize("route", sorted(ROUTES))
 @settings(
     max_examples=80,
@@ -153,6 +156,16 @@ def test_the_body_limit_answers_the_same() -> None:
         assert small.check(too_big)[0].status == 413
         assert small.check(replace(too_big, chunks=5))[0].status == 413  # counted while it is read
         assert small.check(post("/dict", {"a": "x"}))[0].status == 200
+
+
+def test_a_route_with_depends_takes_fastapis_path() -> None:
+    container = framex.create_container(None, load_plugins=[PLUGIN], load_builtin_plugins=[])
+    try:
+        framex.create_app(container)
+        assert container.compiled_routes().fallbacks["GET /api/v1/sig/depends"] == "it uses Depends()"
+    finally:
+        close_container(container)
+    # Its answers are compared with the others' (ROUTES["depends"], VALID["dependency"]).
 
 
 def test_the_openapi_document_is_the_same(twins: Twins) -> None:
