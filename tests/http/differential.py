@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import framex
 from framex.container import close_container
@@ -113,6 +114,8 @@ class Twins:
         client.cookies.clear()  # a Set-Cookie answer must not reach the next request
         # Header text goes as UTF-8 (httpx would refuse non-ASCII text), as many clients send it.
         headers = [(k.encode(), v.encode() if isinstance(v, str) else v) for k, v in call.headers]
+        if isinstance(client, TestClient) and call.chunks > 1:
+            headers.append((PIECES_HEADER, str(call.chunks).encode()))
         return client.request(call.method, call.url, headers=headers, content=call.content())
 
     def check(self, call: Call) -> tuple[Answer, Answer]:
@@ -133,7 +136,49 @@ def in_process(compiled_routes: bool, **settings: Any) -> Iterator[TestClient]:
         routes = container.compiled_routes()
         # The twin is what it claims to be: compiled routes there are, or none at all.
         assert routes.enabled is compiled_routes and (routes.count > 0) is compiled_routes
-        with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as client:
+        with TestClient(InPieces(app), raise_server_exceptions=False, follow_redirects=False) as client:
             yield client
     finally:
         close_container(container)
+
+
+PIECES_HEADER = b"x-test-body-pieces"
+
+
+class InPieces:
+    """Hands the app a request body in as many ``http.request`` messages as the
+    ``x-test-body-pieces`` header says (the header itself never reaches the app).
+
+    A server passes each piece of a chunked body on as it arrives; the test client reads
+    the whole body first and sends it in one message, so a request path that only ever
+    looks at the first message would pass in process.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pieces = 1
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k != PIECES_HEADER]
+            pieces = next((int(v) for k, v in scope["headers"] if k == PIECES_HEADER), 1)
+            scope = {**scope, "headers": headers}
+        if pieces <= 1:
+            await self.app(scope, receive, send)
+            return
+        waiting: list[Message] = []
+
+        async def piecewise() -> Message:
+            if waiting:
+                return waiting.pop(0)
+            message = await receive()
+            if message["type"] != "http.request" or message.get("more_body", False):
+                return message
+            body = message.get("body", b"")
+            size = max(1, -(-len(body) // pieces))
+            parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+            waiting.extend({"type": "http.request", "body": part, "more_body": True} for part in parts[1:])
+            waiting.append({"type": "http.request", "body": b"", "more_body": False})
+            return {"type": "http.request", "body": parts[0], "more_body": True}
+
+        await self.app(scope, piecewise, send)
