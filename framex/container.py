@@ -169,7 +169,9 @@ def create_container(config_path: str | os.PathLike[str] | None = None, **overri
 
     ``config_path`` None reads ``FRAMEX_CONFIG``, else ``config/local.yaml`` when it
     exists, else the built-in defaults. ``overrides`` take precedence over both; nest
-    with ``__`` (``server__port=9000``) or pass dicts (``server={"port": 9000}``).
+    with ``__`` (``server__port=9000``) or pass dicts (``server={"port": 9000}``). A None
+    value means "not given" (as for an unset CLI flag); set a setting to null inside a
+    dict (``server={"max_body_bytes": None}``).
     Raises :class:`framex.errors.ConfigError` when the result is invalid.
     """
     return container_of(load_settings(config_path, overrides))

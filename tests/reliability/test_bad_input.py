@@ -118,7 +118,9 @@ def test_body_limit_off() -> None:
 
     import framex
 
-    container = framex.create_container(None, load_plugins=["plugins"], server__max_body_bytes=None)
+    # A None override means "not given"; null is set through the nested form.
+    container = framex.create_container(None, load_plugins=["plugins"], server={"max_body_bytes": None})
+    assert container.settings().server.max_body_bytes is None
     with TestClient(framex.create_app(container)) as client:
         values = list(range(200_000))  # about 1.3 MB
         assert client.post("/api/v1/demo/total", json=values).json()["data"] == sum(values)
