@@ -29,6 +29,7 @@ from framex.http.marks import RouteMarks
 from framex.http.metrics import Metrics, metrics_for
 from framex.http.observability import RequestRecords
 from framex.http.watchdog import watchdog_for
+from framex.plugin.call_plans import CallPlans
 from framex.plugin.proxy import ProxyFunctions
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
@@ -103,6 +104,8 @@ class Container(containers.DeclarativeContainer):
     """What is loaded: plugins, their APIs and routes."""
     runtime = providers.Singleton(PluginRuntime, registry=registry)
     """Running them: instances, ``on_start`` / ``on_stop``, calls."""
+    call_plans = providers.Singleton(CallPlans, runtime=runtime)
+    """What ``call_plugin_api`` resolved: the API each name finds for each calling plugin."""
     proxy_functions = providers.Singleton(ProxyFunctions)
     """The ``@on_proxy`` functions this service serves, and where the others run."""
 
