@@ -24,27 +24,13 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
     if not api_name:
         api_name = _api_name_keyword(kwargs)
     container = get_container()
-    runtime = container.runtime()
-    registry = runtime.registry
-    registry.load_configured()
-    api = registry.get_api(api_name)
-    registry.check_declared(current_plugin.get(), api, api_name)
-    params = api.signature.parameters
-    try:
-        unknown = [name for name in kwargs if name not in params]
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            raise TypeError(f"unexpected argument(s) {', '.join(f'`{n}`' for n in unknown)}")
-        bound = api.signature.bind(**kwargs)
-    except TypeError as exc:
-        accepted = ", ".join(f"`{p}`" for p in params) or "no arguments"
-        raise TypeError(f"API `{api.label}`: {exc}. It takes {accepted}.") from None
-    arguments = bound.arguments
-    for name, model in api.model_params.items():
-        value = arguments.get(name)
-        if value is not None and not isinstance(value, model):
-            arguments[name] = model.model_validate(value)
+    plans = container.call_plans()
+    plan = plans.get(api_name, current_plugin.get())
+    arguments = plan.bind(kwargs)
+    runtime = plans.runtime
     if not runtime.started:
         await runtime.start()
+    api = plan.api
     tracing = container.call_observers().tracing
     if tracing is None:
         return await runtime.invoke(api, arguments)

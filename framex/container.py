@@ -1,8 +1,9 @@
 """The dependency-injection container: the table of contents of one FrameX service.
 
 Every part of a service is a provider here, wired from one validated ``Settings``:
-the execution adapter (a ``Selector`` keyed by the ``adapter`` setting), what is loaded
-(``registry``) and running (``runtime``), the request cache, the loop watchdog and the
+the execution backends (``adapters``, a ``Selector`` keyed by the ``adapter`` setting)
+and the one selected (``adapter``), what is loaded (``registry``) and running
+(``runtime``) and what ``call_plugin_api`` resolved (``call_plans``), the request cache, the loop watchdog and the
 marks it reads, metrics and the access records, the ``@on_proxy`` function table, and
 the FastAPI ``app`` built from them. Override any of them the dependency-injector way
 (``with container.adapter.override(fake): ...``); ``close_container`` releases what
@@ -30,6 +31,7 @@ from framex.http.marks import RouteMarks
 from framex.http.metrics import Metrics, metrics_for
 from framex.http.observability import RequestRecords
 from framex.http.watchdog import watchdog_for
+from framex.plugin.call_plans import CallPlans
 from framex.plugin.proxy import ProxyFunctions
 from framex.plugin.registry import PluginRegistry
 from framex.plugin.runtime import PluginRuntime
@@ -62,6 +64,10 @@ def _adapter_name(settings: Settings) -> str:
     return settings.adapter
 
 
+def _selected(adapter: Adapter) -> Adapter:
+    return adapter
+
+
 def _call_observers(metrics: Metrics | None, tracing: Tracing | None) -> CallObservers:
     if metrics is None:
         return CallObservers(tracing=tracing)
@@ -86,7 +92,7 @@ class Container(containers.DeclarativeContainer):
     """How worker processes of ``@remote`` work log and trace."""
 
     adapter_name = providers.Singleton(_adapter_name, settings)
-    adapter = providers.Selector(
+    adapters = providers.Selector(
         adapter_name,
         local=providers.Singleton(
             LocalAdapter,
@@ -98,12 +104,17 @@ class Container(containers.DeclarativeContainer):
         ),
         ray=providers.Singleton(_ray_adapter, settings=settings, tracing=tracing, worker_setup=worker_setup),
     )
-    """Runs ``@remote`` work; ``.remote()`` resolves it at every call."""
+    """Every backend, by name; the ``adapter`` setting selects one."""
+    adapter = providers.Singleton(_selected, adapters)
+    """Runs ``@remote`` work: the selected backend. ``.remote()`` resolves it at every call,
+    so it is kept here once selected (one provider call, not a selection each time)."""
 
     registry = providers.Singleton(PluginRegistry, settings=settings)
     """What is loaded: plugins, their APIs and routes."""
     runtime = providers.Singleton(PluginRuntime, registry=registry)
     """Running them: instances, ``on_start`` / ``on_stop``, calls."""
+    call_plans = providers.Singleton(CallPlans, runtime=runtime)
+    """What ``call_plugin_api`` resolved: the API each name finds for each calling plugin."""
     proxy_functions = providers.Singleton(ProxyFunctions)
     """The ``@on_proxy`` functions this service serves, and where the others run."""
 
@@ -188,7 +199,7 @@ def close_container(container: Container) -> None:
     ``on_stop`` runs in the app's lifespan."""
     # Adapters and the watchdog are cheap to make (pools, threads and Ray start on first
     # use), so asking for them never starts anything just to close it.
-    selected = container.adapter.providers.get(container.settings().adapter)
+    selected = container.adapters.providers.get(container.settings().adapter)
     if selected is not None:
         selected().close()
     watchdog = container.watchdog()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -20,8 +20,12 @@ class Adapter(Protocol):
     """True when the backend re-runs failed calls itself (``retries`` / ``retry_on``);
     False: ``.remote()`` retries around :meth:`call`."""
 
-    async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run ``fn`` with these arguments on this backend and return its result."""
+    def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """Run ``fn`` with these arguments on this backend; awaiting the result gives its result.
+
+        An ``async def`` method fits; a backend may also return an awaitable of its own
+        (the local backend hands back its thread pool's future).
+        """
         ...
 
     async def call_many(

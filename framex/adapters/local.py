@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import multiprocessing
 import os
 import pickle
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Awaitable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from framex.adapters.calls import call_by_reference, call_carried, reference
 from framex.adapters.carry import WorkerSetup, carry
+from framex.adapters.threads import ThreadPool
 from framex.errors import RemoteError
 
 if TYPE_CHECKING:
@@ -70,17 +70,18 @@ class LocalAdapter:
         """How worker processes log and trace (the service's settings)."""
         self.executor = executor
         self.max_processes = max_processes or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPool | None = None
         self._processes: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
-    def pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> ThreadPool:
+        """The thread pool of sync work, started on first use."""
         pool = self._pool
         if pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="framex-remote")
+                    self._pool = ThreadPool(self.max_workers, "framex-remote")
                 pool = self._pool
         return pool
 
@@ -104,33 +105,42 @@ class LocalAdapter:
                 "backend ignores them."
             )
 
-    async def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """Start ``fn`` and return what to await for its result.
+
+        Sync work is on the pool once this returns: the awaitable is the pool's future
+        itself, and an async function's own coroutine is returned as it is, so a call
+        costs no coroutine of this adapter's (cancelling the await before a thread takes
+        the job still means it never runs).
+        """
         if fn.opts.ray_resources:
             self._warn_ignored(fn)
         executor = fn.opts.executor
         # An async function runs on the loop unless it asks for a process itself.
         if executor == "process" or (executor is None and not fn.is_async and self.executor == "process"):
-            return await self._in_process(fn, args, kwargs)
+            return self._in_process(fn, args, kwargs)
         tracing = self.tracing
         if fn.is_async:
             if tracing is None:
-                return await fn.func(*args, **kwargs)
-            with tracing.span(*_work(fn, "loop")):
-                return await fn.func(*args, **kwargs)
-        ctx = contextvars.copy_context()
+                awaitable: Awaitable[Any] = fn.func(*args, **kwargs)
+                return awaitable
+            return _traced_coroutine(tracing, fn, args, kwargs)
+        pool = self._pool or self.pool
         if tracing is None:
-            job = functools.partial(ctx.run, fn.func, *args, **kwargs)
-        else:
-            job = functools.partial(ctx.run, _traced_job, tracing, fn, args, kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, job)
+            return pool.run(contextvars.copy_context().run, fn.func, *args, **kwargs)
+        return pool.run(contextvars.copy_context().run, _traced_job, tracing, fn, args, kwargs)
 
     async def call_many(
         self, fn: RemoteFunction[..., Any], calls: list[tuple[Any, ...]], return_exceptions: bool
     ) -> list[Any]:
         """Every call at once (on the loop, the pool or the processes, as :meth:`call` runs one)."""
         return list(
-            await asyncio.gather(*(self.call(fn, args, {}) for args in calls), return_exceptions=return_exceptions)
+            await asyncio.gather(*(self._awaited(fn, args) for args in calls), return_exceptions=return_exceptions)
         )
+
+    async def _awaited(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...]) -> Any:
+        # One task per item, as with any coroutine: a job the pool refuses fails its own item.
+        return await self.call(fn, args, {})
 
     async def _in_process(self, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         name = fn.func.__qualname__
@@ -188,32 +198,31 @@ class LocalAdapter:
                 await agen.aclose()
             return
         gen = fn.func(*args, **kwargs)
-        loop = asyncio.get_running_loop()
+        pool = self.pool
         ctx = contextvars.copy_context()
         try:
             while True:
                 # One step per pool round trip: items arrive while the generator runs,
                 # and nothing runs ahead of the consumer.
-                item = await loop.run_in_executor(self.pool, ctx.run, _next, gen)
+                item = await pool.run(ctx.run, _next, gen)
                 if item is _DONE:
                     return
                 yield item
         finally:
-            await loop.run_in_executor(self.pool, ctx.run, gen.close)
+            await pool.run(ctx.run, gen.close)
 
     def usage(self) -> dict[str, PoolUse | None]:
         """What the thread and process pools are doing now (None for a pool not started yet).
 
-        Read from the executors' own state, so nothing is counted per call; the numbers are
-        a moment's view and may be off by the job being handed over as they are read.
+        Read from the pools' own state (the counts the thread pool keeps to know when to
+        start a thread; the process pool's executor), so nothing is counted for this; the
+        numbers are a moment's view and may be off by the job being handed over as they are read.
         """
         threads = self._pool
         processes = self._processes
         thread_use = None
         if threads is not None:
-            started = len(threads._threads)
-            idle = threads._idle_semaphore._value  # released by each thread that waits for work
-            thread_use = PoolUse(self.max_workers, started, max(0, started - idle), threads._work_queue.qsize())
+            thread_use = PoolUse(self.max_workers, *threads.counts())
         process_use = None
         if processes is not None:
             pending = len(processes._pending_work_items)  # submitted and not finished
@@ -223,7 +232,7 @@ class LocalAdapter:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.close()
             self._pool = None
         if self._processes is not None:
             self._processes.shutdown(wait=False, cancel_futures=True)
@@ -236,6 +245,13 @@ class LocalAdapter:
 def _work(fn: RemoteFunction[..., Any], executor: str) -> tuple[str, dict[str, Any]]:
     label = fn.func.__qualname__
     return f"work {label}", {"framex.function": label, "framex.executor": executor}
+
+
+async def _traced_coroutine(
+    tracing: Tracing, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    with tracing.span(*_work(fn, "loop")):
+        return await fn.func(*args, **kwargs)
 
 
 def _traced_job(tracing: Tracing, fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -9,8 +9,6 @@ first: the app's lifespan, a request to an app without one, ``call_plugin_api``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -263,8 +261,9 @@ class PluginRuntime:
                 return await plan.handler(**kwargs)
             if kind == _ASYNC_GEN:
                 return _as_plugin(plan.plugin, plan.handler(**kwargs))
-            ctx = contextvars.copy_context()
-            result = await run_in_threadpool(functools.partial(ctx.run, plan.handler, **kwargs))
+            # AnyIO's worker thread runs the handler in a copy of this context (the plugin
+            # marked above, the request id), as FastAPI runs sync endpoints.
+            result = await run_in_threadpool(plan.handler, **kwargs)
             if inspect.isgenerator(result):
                 return _as_plugin(plan.plugin, iterate_in_threadpool(result))
             return result

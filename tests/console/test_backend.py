@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import httpx
 import pytest
@@ -13,13 +14,24 @@ from framex.container import Container
 from framex.testing import RecordingAdapter
 
 
-async def test_pools_not_started_are_none_and_started_ones_are_read_from_the_executors() -> None:
+async def test_pools_not_started_are_none_and_started_ones_are_read_from_the_pools() -> None:
     adapter = LocalAdapter(max_workers=3, max_processes=2)
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
     try:
         info = await describe_backend(adapter)
         assert info["pools"] == {"threads": None, "processes": None}
         assert info["pool_sizes"] == {"threads": 3, "processes": 2}
-        adapter.pool.submit(int).result()
+        held = adapter.pool.run(hold)
+        assert started.wait(10)
+        threads = (await describe_backend(adapter))["pools"]["threads"]
+        assert threads == {"size": 3, "started": 1, "busy": 1, "queued": 0}
+        release.set()
+        await held
         threads = (await describe_backend(adapter))["pools"]["threads"]
         assert threads == {"size": 3, "started": 1, "busy": 0, "queued": 0}
     finally:

@@ -95,3 +95,20 @@ def test_without_the_discovering_plugin_the_requirement_fails() -> None:
     reg.registry.load_configured()
     with pytest.raises(ApiNotFoundError, match="requires API `/api/v1/found`"):
         reg.instantiate()
+
+
+def test_a_sync_handler_sees_its_plugin_and_the_request_on_its_worker_thread() -> None:
+    from fastapi.testclient import TestClient
+
+    import framex
+    from framex.container import close_container
+
+    container = framex.create_container(None, load_builtin_plugins=[], load_plugins=[f"{FP}.sync_context"])
+    try:
+        with TestClient(framex.create_app(container)) as client:
+            response = client.get("/api/v1/sync_context", headers={"X-Request-ID": "req-sync-1"})
+        seen = response.json()["data"]
+        assert seen["plugin"] == "sync_context" and seen["request_id"] == "req-sync-1"
+        assert seen["thread"] != "MainThread"
+    finally:
+        close_container(container)
