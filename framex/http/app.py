@@ -29,7 +29,7 @@ from framex.http.metrics import Metrics
 from framex.http.observability import ObservabilityMiddleware, RequestRecords, install_observability
 from framex.http.pipeline import Pipeline
 from framex.http.routes import add_api_route
-from framex.http.tracing import TracingMiddleware, install_tracing
+from framex.http.tracing import install_tracing
 from framex.http.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
@@ -149,12 +149,10 @@ def build_app(
     install_observability(app, records, metrics, settings.metrics.path, request_ids, marked)
     if compiled is not None:
 
-        def wrap(inner: ASGIApp) -> ASGIApp:
+        def observe(inner: ASGIApp) -> ObservabilityMiddleware:
             # The per-request work of the middleware above that compiled routes keep.
-            if tracing is not None:
-                inner = TracingMiddleware(inner, tracing=tracing)
             return ObservabilityMiddleware(inner, records=records, proxy_ids=request_ids, marks=marked)
 
-        compiled.attach(app, wrap)
+        compiled.attach(app, observe, tracing)
         app.framex_routes = compiled
     return app

@@ -21,6 +21,7 @@ answers are the same either way (``tests/http/test_compiled_differential.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,14 +36,18 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Host, Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from framex.http.auth import match_rule, route_path, rule_table
 from framex.http.compiler import Endpoint, compile_route
+from framex.http.observability import ObservabilityMiddleware, cancelled_status, with_request_id
 from framex.http.pipeline import Compute
+from framex.http.tracing import TracingMiddleware
+from framex.logs import REQUEST_ID
 
 if TYPE_CHECKING:
     from framex.config import Settings
+    from framex.tracing import Tracing
 
 logger = logging.getLogger("framex.http")
 
@@ -85,6 +90,7 @@ class CompiledRoutes:
         self._max_body = server.max_body_bytes
         self._app: FastAPI | None = None
         self._front: ASGIApp | None = None
+        self._observe: ObservabilityMiddleware | None = None
         self._middleware = 0
         self._seen = (-1, -1)
         """The router's route count and the app's middleware count the tables were built for."""
@@ -109,12 +115,19 @@ class CompiledRoutes:
         """How many routes (one per method) compiled."""
         return len(self._compiled)
 
-    def attach(self, app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
-        """Serve compiled routes of ``app``, each request through ``wrap`` (the app's per-request middleware)."""
+    def attach(
+        self, app: FastAPI, observe: Callable[[ASGIApp], ObservabilityMiddleware], tracing: Tracing | None
+    ) -> None:
+        """Serve compiled routes of ``app``: each request observed by the middleware ``observe``
+        makes, and traced with ``tracing`` (None: off), as the app's other requests are."""
         if not self._compiled:
             return
         self._app = app
-        self._front = wrap(self._serve)
+        if tracing is None:
+            self._observe = observe(self._serve)
+            self._front = self._observed
+        else:
+            self._front = observe(TracingMiddleware(self._serve, tracing=tracing))
         self._middleware = len(app.user_middleware)
 
     def match(self, scope: Scope) -> bool:
@@ -182,18 +195,59 @@ class CompiledRoutes:
         return True
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        entry: _Entry = scope[ENTRY_SCOPE_KEY]
+        """The compiled route's answer, inside the per-request middleware (tracing on)."""
+        await (await self._response(scope, receive, send))(scope, receive, send)
+
+    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The compiled route's answer, observed as :class:`ObservabilityMiddleware` does
+        around it, without wrapping ``send`` for the common ready-body responses."""
+        observe = self._observe
+        assert observe is not None
+        begun = observe.begin(scope)
+        header = begun[4]
+        status = 0
+        try:
+            response = await self._response(scope, receive, send)
+            if type(response).__call__ is _BODY_RESPONSE:
+                headers = response.raw_headers
+                if header is not None and not any(name == header[0] for name, _ in headers):
+                    headers = [*headers, header]
+                status = response.status_code
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": response.body})
+                if response.background is not None:
+                    await response.background()
+            else:
+
+                def send_with_id(message: Message) -> Awaitable[None]:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        if header is not None:
+                            message = with_request_id(message, header)
+                    return send(message)
+
+                await response(scope, receive, send_with_id)
+        except asyncio.CancelledError as exc:
+            status = cancelled_status(exc, status)
+            raise
+        finally:
+            observe.end(scope, receive, begun, status)
+        REQUEST_ID.reset(begun[2])
+
+    async def _response(self, scope: Scope, receive: Receive, send: Send) -> Response:
+        """The response of the matched route's endpoint or of the app's exception handlers;
+        after an error no handler answers, the app's 500 is sent and the error raised."""
         request = Request(scope, receive)
         try:
             try:
-                response = await entry.endpoint(request, {})
+                return await scope[ENTRY_SCOPE_KEY].endpoint(request, {})  # type: ignore[no-any-return]
             except Exception as exc:
-                response = await self._handled(request, exc)
+                return await self._handled(request, exc)
         except Exception as exc:
             # What Starlette's ServerErrorMiddleware does: the app's 500 answer, then the error goes on.
             await (await self._server_error(request, exc))(scope, receive, send)
             raise
-        await response(scope, receive, send)
 
     async def _handled(self, request: Request, exc: Exception) -> Response:
         """The answer of the app's exception handlers to ``exc``, found as Starlette finds them."""
@@ -279,6 +333,10 @@ def _may_overlap(other: BaseRoute, route: APIRoute, compiled: dict[int, _Entry])
     if isinstance(other, Route) and not other.param_convertors:
         return route.path_regex.match(other.path) is not None
     return True
+
+
+_BODY_RESPONSE = Response.__call__
+"""How responses with a ready body are sent (the envelope's, JSON, text): start, then body."""
 
 
 async def _call_handler(handler: Callable[..., Any], request: Request, exc: Exception) -> Response:

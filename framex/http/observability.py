@@ -92,7 +92,8 @@ def _given_id(scope: Scope) -> str | None:
     return None
 
 
-def _with_request_id(message: Message, header: tuple[bytes, bytes]) -> Message:
+def with_request_id(message: Message, header: tuple[bytes, bytes]) -> Message:
+    """``message`` (a response start) with the ``X-Request-ID`` ``header``, unless it has one."""
     # A copy: the headers may be a response object's own list (a cached response is
     # sent again and again). Names are lowercase in ASGI.
     headers = list(message.get("headers", ()))
@@ -272,10 +273,9 @@ class ObservabilityMiddleware:
         self.proxy_ids = proxy_ids
         self.marks = marks
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope) -> Begun:
+        """Start observing a request: its id (in the scope and the log context), the
+        in-flight count, the watchdog's mark."""
         start = perf_counter()
         proxy_ids = self.proxy_ids
         rid = _given_id(scope)
@@ -283,12 +283,39 @@ class ObservabilityMiddleware:
             rid = (proxy_ids is not None and safe_request_id(proxy_ids())) or new_request_id()
         scope[REQUEST_ID_SCOPE_KEY] = rid
         token = REQUEST_ID.set(rid)
-        root = scope.get("root_path", "")
         if proxy_ids is None:
             header: tuple[bytes, bytes] | None = (_HEADER, rid.encode("ascii"))
         else:
             header = None
             scope[PROXY_ID_SCOPE_KEY] = True
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+        marks = self.marks
+        marked = marks.mark(scope) if marks is not None else None
+        return start, rid, token, scope.get("root_path", ""), header, marked
+
+    def end(self, scope: Scope, receive: Receive, begun: Begun, status: int) -> None:
+        """Finish observing a request that ended with ``status`` (0: none sent, an exception)."""
+        start, rid, _, root, _, marked = begun
+        if marked is not None:
+            self.marks.unmark(marked)  # type: ignore[union-attr]
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight -= 1
+        if self.observing:
+            if status != CLIENT_CLOSED_REQUEST and client_left(receive):
+                status = CLIENT_CLOSED_REQUEST
+            # No status: an exception, which Starlette's ServerErrorMiddleware (around
+            # this one) answers with a 500.
+            self.records.note(scope, root, status or 500, start, rid)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begun = self.begin(scope)
+        header = begun[4]
         status = 0
 
         # Not `async def`: handing on the awaitable of `send` saves a coroutine per message.
@@ -297,37 +324,35 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if header is not None:
-                    message = _with_request_id(message, header)
+                    message = with_request_id(message, header)
             return send(message)
 
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
-        marks = self.marks
-        marked = marks.mark(scope) if marks is not None else None
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError as exc:
-            # Ray Serve cancels the request of a client that went away: not a server error.
-            # uvicorn cancels what still runs when `server.shutdown_timeout_s` is up, and
-            # answers it 500 itself: that one stays a 500.
-            if _SHUTDOWN_CANCEL not in str(exc):
-                status = CLIENT_CLOSED_REQUEST
+            status = cancelled_status(exc, status)
             raise
         finally:
-            if marks is not None and marked is not None:
-                marks.unmark(marked)
-            if metrics is not None:
-                metrics.in_flight -= 1
-            if self.observing:
-                if status != CLIENT_CLOSED_REQUEST and client_left(receive):
-                    status = CLIENT_CLOSED_REQUEST
-                # No status: an exception, which Starlette's ServerErrorMiddleware (around
-                # this one) answers with a 500.
-                self.records.note(scope, root, status or 500, start, rid)
+            self.end(scope, receive, begun, status)
         # Not reset after an exception: the error's log records (ours and the server's)
         # carry the id too; the request's task ends with them.
-        REQUEST_ID.reset(token)
+        REQUEST_ID.reset(begun[2])
+
+
+Begun = tuple[float, str, Any, str, "tuple[bytes, bytes] | None", Any]
+"""What :meth:`ObservabilityMiddleware.begin` started: the start (``perf_counter``), the
+request id, its log-context token, the root path, the ``X-Request-ID`` header to send
+(None when a proxy in front sends it) and the watchdog's mark."""
+
+
+def cancelled_status(exc: asyncio.CancelledError, status: int) -> int:
+    """The status to record for a request cancelled with ``exc``.
+
+    Ray Serve cancels the request of a client that went away: not a server error (499).
+    uvicorn cancels what still runs when `server.shutdown_timeout_s` is up, and answers it
+    500 itself: that one keeps its status.
+    """
+    return status if _SHUTDOWN_CANCEL in str(exc) else CLIENT_CLOSED_REQUEST
 
 
 def install_observability(
