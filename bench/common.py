@@ -198,12 +198,16 @@ def run_python_loadgen(target: Target, path: str, concurrency: int, duration: fl
     return LoadResult.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def wrk_command(port: int, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> list[str]:
-    """The wrk command line of one measurement (one thread; its summary as JSON, see :func:`wrk_summary`)."""
+def wrk_command(
+    port: int, path: str, concurrency: int, seconds: int, headers: Sequence[str] = (), script: Path = WRK_SCRIPT
+) -> list[str]:
+    """The wrk command line of one measurement (one thread; its summary as JSON, see :func:`wrk_summary`).
+
+    ``script``: a Lua script with ``wrk_report.lua``'s ``done`` in it (wrk takes one script)."""
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s"]
     for header in headers:
         command += ["-H", header]
-    return [*command, "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"]
+    return [*command, "-s", str(script), f"http://{HOST}:{port}{path}"]
 
 
 def wrk_summary(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
@@ -231,21 +235,29 @@ def wrk_result(summary: dict[str, Any], concurrency: int, shares: dict[str, floa
     )
 
 
-def _wrk(target: Target, path: str, concurrency: int, seconds: int, headers: Sequence[str] = ()) -> dict[str, Any]:
-    command = wrk_command(target.port, path, concurrency, seconds, headers)
+def _wrk(
+    target: Target, path: str, concurrency: int, seconds: int, headers: Sequence[str] = (), script: Path = WRK_SCRIPT
+) -> dict[str, Any]:
+    command = wrk_command(target.port, path, concurrency, seconds, headers, script)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     return wrk_summary(done.returncode, done.stdout, done.stderr)
 
 
 def run_wrk(
-    target: Target, path: str, concurrency: int, duration: float, warmup: float, headers: Sequence[str] = ()
+    target: Target,
+    path: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    headers: Sequence[str] = (),
+    script: Path = WRK_SCRIPT,
 ) -> LoadResult:
     """Measure with wrk (one thread; wrk takes whole seconds, so both times are rounded up),
-    sending ``headers`` (``"Name: value"``) with every request."""
+    sending ``headers`` (``"Name: value"``) with every request; ``script`` as in :func:`wrk_command`."""
     if warmup > 0:
-        _wrk(target, path, concurrency, max(1, round(warmup)), headers)
+        _wrk(target, path, concurrency, max(1, round(warmup)), headers, script)
     before = usage(target.pid, children_cpu_seconds, target.tree)
-    summary = _wrk(target, path, concurrency, max(1, round(duration)), headers)
+    summary = _wrk(target, path, concurrency, max(1, round(duration)), headers, script)
     after = usage(target.pid, children_cpu_seconds, target.tree)
     return wrk_result(summary, concurrency, cpu_shares(before, after))
 

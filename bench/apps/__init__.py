@@ -1,1 +1,1 @@
-"""The two ASGI apps the HTTP benchmark serves: FrameX and plain FastAPI."""
+"""The apps and plugins the benchmarks serve (FrameX, plain FastAPI, Starlette, bare ASGI, Ray Serve, FrameX-kit)."""
