@@ -49,7 +49,17 @@ from bench.local_peers import LOCAL_SCENARIOS, run_local
 from bench.startup import run_startup
 
 DOC = ROOT / "docs" / "benchmarks.md"
-MODULES = ("ray_remote", "watchdog", "cache", "production", "proxy", "batching", "workers", "tracing")
+MODULES = (
+    "request_path",
+    "ray_remote",
+    "watchdog",
+    "cache",
+    "production",
+    "proxy",
+    "batching",
+    "workers",
+    "tracing",
+)
 """Benchmarks of ``bench/`` run as they are (when the module exists); their own tables are copied."""
 SCENARIOS = (*LOCAL_SCENARIOS, "fanout", "startup", "ray", *MODULES)
 
@@ -222,8 +232,8 @@ def module_section(module: str, args: argparse.Namespace) -> Section:
     report, ran = run_module(module, ["--retries", str(args.retries)], args.quick)
     if report is None:
         return Section(module, f"`bench.{module}`", ran, "", notes=[ran])
-    tables = report.get("tables") or {"": report.get("table", "")}
-    table = "\n\n".join(str(t) for t in tables.values())
+    tables = report.get("tables") or [report.get("table", "")]
+    table = "\n\n".join(str(t) for t in (tables.values() if isinstance(tables, dict) else tables))
     what = f"See the `{module}` section of `bench/README.md`."
     return Section(module, f"`bench.{module}`", what, table, notes=[ran, *report.get("notes", [])])
 
