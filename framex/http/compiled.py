@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute, Host, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from framex.http.auth import match_rule, route_path, rule_table
-from framex.http.compiler import Endpoint, compile_route
+from framex.http.compiler import NO_BODY, Compiled, compile_route, read_body
 from framex.http.observability import ObservabilityMiddleware, cancelled_status, with_request_id
 from framex.http.pipeline import Compute
 from framex.http.tracing import TracingMiddleware
@@ -61,7 +61,7 @@ _TRANSFER_ENCODING = b"transfer-encoding"
 
 class _Entry(NamedTuple):
     route: APIRoute
-    endpoint: Endpoint
+    compiled: Compiled
 
 
 class _Templated(NamedTuple):
@@ -92,7 +92,8 @@ class CompiledRoutes:
         self._front: ASGIApp | None = None
         self._observe: ObservabilityMiddleware | None = None
         self._middleware = 0
-        self._seen = (-1, -1)
+        self._routes_seen = -1
+        self._middleware_seen = -1
         """The router's route count and the app's middleware count the tables were built for."""
         self._static: dict[str, dict[str, _Entry]] = {}
         self._templated: tuple[_Templated, ...] = ()
@@ -135,7 +136,7 @@ class CompiledRoutes:
         app = self._app
         if app is None:
             return False
-        if (len(app.router.routes), len(app.user_middleware)) != self._seen:
+        if len(app.router.routes) != self._routes_seen or len(app.user_middleware) != self._middleware_seen:
             self._build(app)
         path = get_route_path(scope) if scope.get("root_path") else scope["path"]
         method = scope["method"]
@@ -238,10 +239,17 @@ class CompiledRoutes:
     async def _response(self, scope: Scope, receive: Receive, send: Send) -> Response:
         """The response of the matched route's endpoint or of the app's exception handlers;
         after an error no handler answers, the app's 500 is sent and the error raised."""
+        compiled: Compiled = scope[ENTRY_SCOPE_KEY].compiled
         request = Request(scope, receive)
         try:
             try:
-                return await scope[ENTRY_SCOPE_KEY].endpoint(request, {})  # type: ignore[no-any-return]
+                body = await read_body(request, compiled.strict) if compiled.reads_body else NO_BODY
+                values = compiled.values(request, body)
+                if values is None:
+                    values = await compiled.exact(request, body)  # FastAPI's own verdict: its 422
+                if compiled.request_param is not None:
+                    values[compiled.request_param] = request
+                return await compiled.run(request, values)
             except Exception as exc:
                 return await self._handled(request, exc)
         except Exception as exc:
@@ -273,7 +281,7 @@ class CompiledRoutes:
     def _build(self, app: FastAPI) -> None:
         """Work out, for the router's current routes, which requests each compiled route serves."""
         routes = list(app.router.routes)
-        self._seen = (len(routes), len(app.user_middleware))
+        self._routes_seen, self._middleware_seen = len(routes), len(app.user_middleware)
         self._static, self._templated = {}, ()
         # The handlers Starlette's ExceptionMiddleware would use (FastAPI's defaults included).
         handling = ExceptionMiddleware(

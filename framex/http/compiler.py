@@ -35,11 +35,30 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 Endpoint = Callable[[Request, dict[str, Any]], Awaitable[Response]]
-"""One request's work: a compiled endpoint validates the request's parameters (raising
-``RequestValidationError`` or ``HTTPException`` like FastAPI), then runs the API."""
+"""Runs an API for one request, with its validated values (the request pipeline's ``run``)."""
+
+NO_BODY: Any = object()
+"""The body of a request that has none (or of a route that reads none)."""
+_MISSING = NO_BODY  # a value the request does not give; a missing body is one
+
+
+class Compiled(NamedTuple):
+    """One route, compiled: what the dispatcher does per request, in this order."""
+
+    run: Endpoint
+    request_param: str | None
+    """The handler's own ``Request`` parameter, if it takes one."""
+    reads_body: bool
+    strict: bool
+    """FastAPI's ``strict_content_type``: a body without a JSON ``Content-Type`` is not JSON."""
+    values: Callable[[Request, Any], dict[str, Any] | None]
+    """The handler's values from the request and its body (:func:`read_body`); None when
+    something does not validate, then ``exact`` says what."""
+    exact: Callable[[Request, Any], Awaitable[dict[str, Any]]]
+    """FastAPI's own reading of the request: its values, or its ``RequestValidationError``."""
+
 
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset, Enum)
-_MISSING: Any = object()
 
 
 class _Param(NamedTuple):
@@ -229,12 +248,13 @@ def _content_type(scope: Scope) -> str | None:
     return None
 
 
-async def _read_body(request: Request, strict: bool) -> Any:
-    """The body as FastAPI's request handler reads it (JSON, raw bytes, or ``_MISSING``)."""
+async def read_body(request: Request, strict: bool) -> Any:
+    """The body as FastAPI's request handler reads it (JSON, raw bytes, or :data:`NO_BODY`);
+    ``RequestValidationError`` or ``HTTPException`` (400) as FastAPI raises them."""
     try:
         raw = await _receive_body(request)
         if not raw:
-            return _MISSING
+            return NO_BODY
         if _json_content_type(_content_type(request.scope), strict):
             return json.loads(raw)
         return raw
@@ -267,7 +287,7 @@ async def _errors(route: APIRoute, request: Request, body: Any) -> tuple[dict[st
     if dependant.body_params:
         found, wrong = await request_body_to_args(
             body_fields=dependant.body_params,
-            received_body=PydanticUndefined if body is _MISSING else body,
+            received_body=PydanticUndefined if body is NO_BODY else body,
             embed_body_fields=route._embed_body_fields,
         )
         values.update(found)
@@ -275,7 +295,7 @@ async def _errors(route: APIRoute, request: Request, body: Any) -> tuple[dict[st
     return values, errors
 
 
-def compile_route(route: APIRoute, run: Endpoint, request_param: str | None) -> Endpoint | str:
+def compile_route(route: APIRoute, run: Endpoint, request_param: str | None) -> Compiled | str:
     """``route`` compiled, calling ``run`` with the request and its validated values (the
     request among them as ``request_param`` when given); or why it is not compiled."""
     try:
@@ -287,7 +307,7 @@ def compile_route(route: APIRoute, run: Endpoint, request_param: str | None) -> 
         return f"the compiler cannot read it ({type(exc).__name__}: {exc})"
 
 
-def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Endpoint:
+def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Compiled:
     from fastapi.dependencies.utils import _should_embed_body_fields
 
     dependant = route.dependant
@@ -351,16 +371,16 @@ def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Endpo
                     _value(field, value, values)
         return values
 
-    async def endpoint(request: Request, _: dict[str, Any]) -> Response:
-        body = await _read_body(request, strict) if bodies else _MISSING
+    def values(request: Request, body: Any) -> dict[str, Any] | None:
         try:
-            values = extract(request, body)
+            return extract(request, body)
         except _InvalidError:
-            values, errors = await _errors(route, request, body)
-            if errors:
-                raise RequestValidationError(errors, body=None if body is _MISSING else body) from None
-        if request_param is not None:
-            values[request_param] = request
-        return await run(request, values)
+            return None
 
-    return endpoint
+    async def exact(request: Request, body: Any) -> dict[str, Any]:
+        found, errors = await _errors(route, request, body)
+        if errors:
+            raise RequestValidationError(errors, body=None if body is NO_BODY else body)
+        return found
+
+    return Compiled(run, request_param, bool(bodies), strict, values, exact)

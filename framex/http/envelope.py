@@ -35,24 +35,36 @@ ValidationErrorEnvelope = Envelope[list[ValidationProblem]]
 """The body of every 422 answer (see ``framex.http.errors``), as documented in OpenAPI."""
 
 
-_second: int = -1
-_second_text = ""
+_millisecond = -1
+_text = ""
+_success = b""
+
+
+def _now() -> str:
+    """The current millisecond's timestamp, formatted once per millisecond (and the success
+    envelope's opening bytes with it): formatting dates stays off the profile."""
+    global _millisecond, _text, _success
+    millisecond = int(time.time() * 1000)
+    if millisecond != _millisecond:
+        second, rest = divmod(millisecond, 1000)
+        _text = f"{datetime.fromtimestamp(second, UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{rest:03d}+00:00"
+        _success = b'{"status":200,"message":"success","timestamp":"' + _text.encode("ascii") + b'","data":'
+        _millisecond = millisecond
+    return _text
 
 
 def timestamp() -> str:
     """Now, UTC, ISO 8601 with milliseconds: ``2026-01-02T03:04:05.678+00:00``."""
-    global _second, _second_text
-    now = time.time()
-    second = int(now)
-    if second != _second:  # formatting the date once a second keeps this off the profile
-        _second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = second
-    return f"{_second_text}.{int((now - second) * 1000):03d}+00:00"
+    return _now()
 
 
 def envelope_body(data: Any, status: int = 200, message: str = "success", **extra: Any) -> bytes:
     """Serialize an envelope (pydantic models, datetimes, ... inside ``data`` included)."""
-    body = {"status": status, "message": message, "timestamp": timestamp(), "data": data}
+    if status == 200 and message == "success" and not extra:
+        _now()
+        # The same bytes as serializing the whole envelope, with only `data` serialized here.
+        return _success + to_json(data) + b"}"
+    body = {"status": status, "message": message, "timestamp": _now(), "data": data}
     body.update(extra)
     return to_json(body)
 
