@@ -36,11 +36,11 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Host, Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from framex.http.auth import match_rule, route_path, rule_table
 from framex.http.compiler import NO_BODY, Compiled, compile_route, read_body
-from framex.http.observability import ObservabilityMiddleware, cancelled_status, with_request_id
+from framex.http.observability import ObservabilityMiddleware, StatusSend, cancelled_status
 from framex.http.pipeline import Compute
 from framex.http.tracing import TracingMiddleware
 from framex.logs import REQUEST_ID
@@ -219,16 +219,11 @@ class CompiledRoutes:
                 if response.background is not None:
                     await response.background()
             else:
-
-                def send_with_id(message: Message) -> Awaitable[None]:
-                    nonlocal status
-                    if message["type"] == "http.response.start":
-                        status = message["status"]
-                        if header is not None:
-                            message = with_request_id(message, header)
-                    return send(message)
-
-                await response(scope, receive, send_with_id)
+                sending = StatusSend(send, header)
+                try:
+                    await response(scope, receive, sending)
+                finally:
+                    status = sending.status
         except asyncio.CancelledError as exc:
             status = cancelled_status(exc, status)
             raise

@@ -315,28 +315,43 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         begun = self.begin(scope)
-        header = begun[4]
+        sending = StatusSend(send, begun[4])
         status = 0
-
-        # Not `async def`: handing on the awaitable of `send` saves a coroutine per message.
-        def send_with_id(message: Message) -> Awaitable[None]:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if header is not None:
-                    message = with_request_id(message, header)
-            return send(message)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, sending)
+            status = sending.status
         except asyncio.CancelledError as exc:
-            status = cancelled_status(exc, status)
+            status = cancelled_status(exc, sending.status)
+            raise
+        except BaseException:
+            status = sending.status
             raise
         finally:
             self.end(scope, receive, begun, status)
         # Not reset after an exception: the error's log records (ours and the server's)
         # carry the id too; the request's task ends with them.
         REQUEST_ID.reset(begun[2])
+
+
+class StatusSend:
+    """``send`` that notes the status of the response it starts and adds the request id
+    ``header`` (None: a proxy in front adds it)."""
+
+    __slots__ = ("header", "send", "status")
+
+    def __init__(self, send: Send, header: tuple[bytes, bytes] | None) -> None:
+        self.send = send
+        self.header = header
+        self.status = 0
+        """0 until the response starts."""
+
+    # Not `async def`: handing on the awaitable of `send` saves a coroutine per message.
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self.header is not None:
+                message = with_request_id(message, self.header)
+        return self.send(message)
 
 
 Begun = tuple[float, str, Any, str, "tuple[bytes, bytes] | None", Any]
