@@ -42,7 +42,7 @@ def test_success_envelope_is_the_whole_envelope_serialized(data: Any) -> None:
 
 
 def test_models_and_dates_inside_data() -> None:
-    data = {"things": [Thing(name="a\u00e9\"", when=datetime.datetime(2026, 1, 2, 3, 4, 5))]}
+    data = {"things": [Thing(name='a\u00e9"', when=datetime.datetime(2026, 1, 2, 3, 4, 5))]}
     body = envelope_body(data)
     assert body == whole(data, body)
 
