@@ -65,7 +65,6 @@ class _Entry(NamedTuple):
 
 
 class _Templated(NamedTuple):
-    route: APIRoute
     entry: _Entry
     uncertain: tuple[BaseRoute, ...]
     """Routes before it in the router that may serve some of its paths: checked per request."""
@@ -149,7 +148,7 @@ class CompiledRoutes:
             # Another method of a fixed path may still be a templated route's (the router's
             # first full match wins); none of them: FastAPI's path (405, 404 or another route).
             for templated in self._templated:
-                route = templated.route
+                route = templated.entry.route
                 found = route.path_regex.match(path)
                 if found is None or method not in route.methods:  # type: ignore[operator]
                     continue
@@ -314,7 +313,7 @@ class CompiledRoutes:
                 else:
                     before = [other for group in fixed.values() for other in group] + others
                     uncertain = tuple(other for other in before if _may_overlap(other, route, self._compiled))
-                    templated.append(_Templated(route, entry, uncertain))
+                    templated.append(_Templated(entry, uncertain))
             seen(route)
         self._static, self._templated = static, tuple(templated)
 

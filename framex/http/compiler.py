@@ -62,22 +62,12 @@ _IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset, Enum)
 
 
 class _Param(NamedTuple):
-    """One path, query, header or cookie parameter."""
+    """One parameter: path, query, header, cookie or body."""
 
     name: str
     keys: tuple[str, ...]
     """The request keys it may come under, in FastAPI's order of preference."""
     sequence: bool
-    required: bool
-    default: Any
-    copy_default: bool
-    validate_default: bool
-    validate: Callable[..., Any]
-
-
-class _Body(NamedTuple):
-    name: str
-    keys: tuple[str, ...]
     required: bool
     default: Any
     copy_default: bool
@@ -128,31 +118,23 @@ def _defaults(field: Any) -> tuple[bool, Any, bool, bool]:
     return required, default, copy, bool(field.field_info.validate_default)
 
 
-def _param(field: Any) -> _Param:
+def _param(field: Any, body: bool = False) -> _Param:
+    """``field`` as the compiled code reads it; a body field is looked up by its validation
+    alias (FastAPI's ``request_body_to_args``), the others by their request key."""
     from fastapi.dependencies.utils import _get_param_aliases
 
-    keys = tuple(key for _, key in _get_param_aliases(field))
+    keys = tuple(alias if body else key for alias, key in _get_param_aliases(field))
     required, default, copy, validate_default = _defaults(field)
-    validator = field._type_adapter.validator
-    return _Param(
-        field.name, keys, _sequence(field), required, default, copy, validate_default, validator.validate_python
-    )
-
-
-def _body(field: Any) -> _Body:
-    from fastapi.dependencies.utils import _get_param_aliases
-
-    keys = tuple(alias for alias, _ in _get_param_aliases(field))
-    required, default, copy, validate_default = _defaults(field)
-    validator = field._type_adapter.validator
-    return _Body(field.name, keys, required, default, copy, validate_default, validator.validate_python)
+    sequence = not body and _sequence(field)
+    validate = field._type_adapter.validator.validate_python
+    return _Param(field.name, keys, sequence, required, default, copy, validate_default, validate)
 
 
 class _InvalidError(Exception):
     """A parameter did not validate on the compiled path; FastAPI's functions say why."""
 
 
-def _value(param: _Param | _Body, value: Any, out: dict[str, Any]) -> None:
+def _value(param: _Param, value: Any, out: dict[str, Any]) -> None:
     """What FastAPI's ``_validate_value_with_model_field`` does, raising instead of listing errors."""
     if value is _MISSING:
         if param.required:
@@ -318,7 +300,7 @@ def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Compi
     header_keys = frozenset(key.lower() for p in headers for key in p.keys)
     cookies = tuple(_param(f) for f in dependant.cookie_params)
     body_fields = dependant.body_params
-    bodies = tuple(_body(f) for f in body_fields)
+    bodies = tuple(_param(f, body=True) for f in body_fields)
     whole_body = len(body_fields) == 1 and not route._embed_body_fields and not _should_embed_body_fields(body_fields)
     strict = bool(getattr(route, "strict_content_type", True))
 

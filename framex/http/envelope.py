@@ -40,9 +40,11 @@ _text = ""
 _success = b""
 
 
-def _now() -> str:
-    """The current millisecond's timestamp, formatted once per millisecond (and the success
-    envelope's opening bytes with it): formatting dates stays off the profile."""
+def timestamp() -> str:
+    """Now, UTC, ISO 8601 with milliseconds: ``2026-01-02T03:04:05.678+00:00``.
+
+    Formatted once per millisecond, with the success envelope's opening bytes: formatting
+    dates stays off the profile."""
     global _millisecond, _text, _success
     millisecond = int(time.time() * 1000)
     if millisecond != _millisecond:
@@ -53,18 +55,13 @@ def _now() -> str:
     return _text
 
 
-def timestamp() -> str:
-    """Now, UTC, ISO 8601 with milliseconds: ``2026-01-02T03:04:05.678+00:00``."""
-    return _now()
-
-
 def envelope_body(data: Any, status: int = 200, message: str = "success", **extra: Any) -> bytes:
     """Serialize an envelope (pydantic models, datetimes, ... inside ``data`` included)."""
     if status == 200 and message == "success" and not extra:
-        _now()
+        timestamp()
         # The same bytes as serializing the whole envelope, with only `data` serialized here.
         return _success + to_json(data) + b"}"
-    body = {"status": status, "message": message, "timestamp": _now(), "data": data}
+    body = {"status": status, "message": message, "timestamp": timestamp(), "data": data}
     body.update(extra)
     return to_json(body)
 

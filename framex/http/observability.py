@@ -316,18 +316,14 @@ class ObservabilityMiddleware:
             return
         begun = self.begin(scope)
         sending = StatusSend(send, begun[4])
-        status = 0
+        cancelled: int | None = None
         try:
             await self.app(scope, receive, sending)
-            status = sending.status
         except asyncio.CancelledError as exc:
-            status = cancelled_status(exc, sending.status)
-            raise
-        except BaseException:
-            status = sending.status
+            cancelled = cancelled_status(exc, sending.status)
             raise
         finally:
-            self.end(scope, receive, begun, status)
+            self.end(scope, receive, begun, sending.status if cancelled is None else cancelled)
         # Not reset after an exception: the error's log records (ours and the server's)
         # carry the id too; the request's task ends with them.
         REQUEST_ID.reset(begun[2])
