@@ -196,7 +196,12 @@ class CompiledRoutes:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The compiled route's answer, inside the per-request middleware (tracing on)."""
-        await (await self._response(scope, receive, send))(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            response = await self._response(request)
+        except Exception as exc:
+            response = await self._recover(request, exc, send)
+        await response(scope, receive, send)
 
     async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The compiled route's answer, observed as :class:`ObservabilityMiddleware` does
@@ -207,11 +212,19 @@ class CompiledRoutes:
         header = begun[4]
         status = 0
         try:
-            response = await self._response(scope, receive, send)
+            request = Request(scope, receive)
+            try:
+                response = await self._response(request)
+            except Exception as exc:
+                response = await self._recover(request, exc, send)
             if type(response).__call__ is _BODY_RESPONSE:
                 headers = response.raw_headers
-                if header is not None and not any(name == header[0] for name, _ in headers):
-                    headers = [*headers, header]
+                if header is not None:
+                    for name, _ in headers:
+                        if name == header[0]:
+                            break  # an error response carries the id already
+                    else:
+                        headers = [*headers, header]
                 status = response.status_code
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": response.body})
@@ -230,25 +243,34 @@ class CompiledRoutes:
             observe.end(scope, receive, begun, status)
         REQUEST_ID.reset(begun[2])
 
-    async def _response(self, scope: Scope, receive: Receive, send: Send) -> Response:
-        """The response of the matched route's endpoint or of the app's exception handlers;
-        after an error no handler answers, the app's 500 is sent and the error raised."""
-        compiled: Compiled = scope[ENTRY_SCOPE_KEY].compiled
-        request = Request(scope, receive)
-        try:
-            try:
-                body = await read_body(request, compiled.strict) if compiled.reads_body else NO_BODY
-                values = compiled.values(request, body)
-                if values is None:
-                    values = await compiled.exact(request, body)  # FastAPI's own verdict: its 422
+    def _response(self, request: Request) -> Awaitable[Response]:
+        """The response of the matched route's endpoint: its run step itself when the request
+        has no body to read and its values validate (no coroutine of FrameX's in between)."""
+        compiled: Compiled = request.scope[ENTRY_SCOPE_KEY].compiled
+        if not compiled.reads_body:
+            values = compiled.values(request, NO_BODY)
+            if values is not None:
                 if compiled.request_param is not None:
                     values[compiled.request_param] = request
-                return await compiled.run(request, values)
-            except Exception as exc:
-                return await self._handled(request, exc)
-        except Exception as exc:
-            # What Starlette's ServerErrorMiddleware does: the app's 500 answer, then the error goes on.
-            await (await self._server_error(request, exc))(scope, receive, send)
+                return compiled.run(request, values)
+        return self._validated(request, compiled)
+
+    async def _validated(self, request: Request, compiled: Compiled) -> Response:
+        body = await read_body(request, compiled.strict) if compiled.reads_body else NO_BODY
+        values = compiled.values(request, body)
+        if values is None:
+            values = await compiled.exact(request, body)  # FastAPI's own verdict: its 422
+        if compiled.request_param is not None:
+            values[compiled.request_param] = request
+        return await compiled.run(request, values)
+
+    async def _recover(self, request: Request, exc: Exception, send: Send) -> Response:
+        """The answer of the app's exception handlers to ``exc``; when none answers, the
+        app's 500 is sent and the error raised (what Starlette's ServerErrorMiddleware does)."""
+        try:
+            return await self._handled(request, exc)
+        except Exception as error:
+            await (await self._server_error(request, error))(request.scope, request.receive, send)
             raise
 
     async def _handled(self, request: Request, exc: Exception) -> Response:

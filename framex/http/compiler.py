@@ -304,58 +304,57 @@ def _compile(route: APIRoute, run: Endpoint, request_param: str | None) -> Compi
     whole_body = len(body_fields) == 1 and not route._embed_body_fields and not _should_embed_body_fields(body_fields)
     strict = bool(getattr(route, "strict_content_type", True))
 
-    def extract(request: Request, body: Any) -> dict[str, Any]:
-        scope = request.scope
-        values: dict[str, Any] = {}
-        if path:
-            received = scope["path_params"]
-            for param in path:
-                _value(param, _pick(param, received, None), values)
-        if query:
-            pairs = parse_query(scope["query_string"])
-            received = dict(pairs)
-            lists = _grouped(pairs) if query_lists else None
-            for param in query:
-                _value(param, _pick(param, received, lists), values)
-        if headers:
-            # Starlette's Headers: the first value of a name; lists take them all.
-            first: dict[str, str] = {}
-            all_values: dict[str, list[Any]] = {}
-            for raw_name, raw_value in scope["headers"]:
-                name = raw_name.decode("latin-1")
-                if name in header_keys:
-                    value = raw_value.decode("latin-1")
-                    first.setdefault(name, value)
-                    all_values.setdefault(name, []).append(value)
-            for param in headers:
-                if len(param.keys) > 1:
-                    key = next((k for k in param.keys if k.lower() in first), param.keys[0]).lower()
-                else:
-                    key = param.keys[0].lower()
-                _value(param, (all_values.get(key) or _MISSING) if param.sequence else first.get(key, _MISSING), values)
-        if cookies:
-            received = request.cookies
-            for param in cookies:
-                _value(param, _pick(param, received, None), values)
-        if bodies:
-            if whole_body:
-                _value(bodies[0], body, values)
-            else:
-                for field in bodies:
-                    value = _MISSING
-                    if body is not _MISSING and not isinstance(body, bytes):
-                        if not isinstance(body, dict):
-                            raise _InvalidError  # embedded fields need an object
-                        for key in field.keys:
-                            value = body.get(key, _MISSING)
-                            if value is not _MISSING:
-                                break
-                    _value(field, value, values)
-        return values
-
     def values(request: Request, body: Any) -> dict[str, Any] | None:
+        """The validated values, or None when something does not validate."""
         try:
-            return extract(request, body)
+            scope = request.scope
+            found: dict[str, Any] = {}
+            if path:
+                received = scope["path_params"]
+                for param in path:
+                    _value(param, _pick(param, received, None), found)
+            if query:
+                pairs = parse_query(scope["query_string"])
+                received = dict(pairs)
+                lists = _grouped(pairs) if query_lists else None
+                for param in query:
+                    _value(param, _pick(param, received, lists), found)
+            if headers:
+                # Starlette's Headers: the first value of a name; lists take them all.
+                first: dict[str, str] = {}
+                all_values: dict[str, list[Any]] = {}
+                for raw_name, raw_value in scope["headers"]:
+                    name = raw_name.decode("latin-1")
+                    if name in header_keys:
+                        value = raw_value.decode("latin-1")
+                        first.setdefault(name, value)
+                        all_values.setdefault(name, []).append(value)
+                for param in headers:
+                    if len(param.keys) > 1:
+                        key = next((k for k in param.keys if k.lower() in first), param.keys[0]).lower()
+                    else:
+                        key = param.keys[0].lower()
+                    value = (all_values.get(key) or _MISSING) if param.sequence else first.get(key, _MISSING)
+                    _value(param, value, found)
+            if cookies:
+                received = request.cookies
+                for param in cookies:
+                    _value(param, _pick(param, received, None), found)
+            if bodies:
+                if whole_body:
+                    _value(bodies[0], body, found)
+                else:
+                    for field in bodies:
+                        value = _MISSING
+                        if body is not _MISSING and not isinstance(body, bytes):
+                            if not isinstance(body, dict):
+                                raise _InvalidError  # embedded fields need an object
+                            for key in field.keys:
+                                value = body.get(key, _MISSING)
+                                if value is not _MISSING:
+                                    break
+                        _value(field, value, found)
+            return found
         except _InvalidError:
             return None
 

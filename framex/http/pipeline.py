@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from framex.context import activate, deactivate
+from framex.context import activate, current_plugin, deactivate
 from framex.http.envelope import result_response
 from framex.http.errors import internal_error, request_id, request_id_headers
 from framex.http.marks import API_SCOPE_KEY, RouteMarks
@@ -48,23 +48,42 @@ class Pipeline:
         self.runtime = runtime
         self.marks = marks
 
-    def compute(self, api: PluginApi) -> Compute:
-        """The step that runs ``api`` for one request and makes its response."""
+    def compute(self, api: PluginApi, answering: bool = False) -> Compute:
+        """The step that runs ``api`` for one request and makes its response.
+
+        ``answering``: the whole path of :meth:`run` in this one step (the request marked
+        with its API, errors answered by :func:`failure`), for APIs without a layer: a
+        coroutine fewer per request.
+        """
         container, runtime, marks = self.container, self.runtime, self.marks
-        invoke = runtime.invoke
-        label = api.label
+        invoke, coroutine_plan = runtime.invoke, runtime.coroutine_plan
+        label, name = api.label, api.name
         stream = api.spec.stream
         raw = api.spec.raw_response
         status = int(api.spec.options.get("status_code", 200))
 
         async def compute(request: Request, kwargs: dict[str, Any]) -> Response:
+            if answering:
+                request.scope[API_SCOPE_KEY] = name  # names the API in the watchdog's warnings
             # Plugin code (`.remote()`, `call_plugin_api`) finds this app's container, even
             # with several apps in one process.
             token = activate(container)
             try:
                 if not runtime.started:
                     await runtime.start()
-                result = await invoke(api, kwargs)
+                plan = coroutine_plan(api)
+                if plan is None:
+                    result = await invoke(api, kwargs)
+                else:
+                    as_plugin = current_plugin.set(plan.plugin)
+                    try:
+                        result = await plan.handler(**kwargs)
+                    finally:
+                        current_plugin.reset(as_plugin)
+            except Exception as exc:
+                if answering:
+                    return failure(request, label, exc)
+                raise
             finally:
                 deactivate(token)
             if stream:
@@ -77,16 +96,20 @@ class Pipeline:
             try:
                 return result_response(result, raw, status)
             except Exception as exc:
-                raise UnserializableError from exc
+                if not answering:
+                    raise UnserializableError from exc
+                error = UnserializableError()
+                error.__cause__ = exc
+                return failure(request, label, error)
 
         return compute
 
     def run(self, api: PluginApi, layer: Layer | None = None) -> Compute:
         """The whole request path of ``api`` for one request, with ``layer`` around its
         compute step: the request marked with its API, and errors answered (:func:`failure`)."""
-        compute = self.compute(api)
-        if layer is not None:
-            compute = layer(api, compute)
+        if layer is None:
+            return self.compute(api, answering=True)
+        compute = layer(api, self.compute(api))
         label, name = api.label, api.name
 
         async def run(request: Request, kwargs: dict[str, Any]) -> Response:

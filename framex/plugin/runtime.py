@@ -243,6 +243,13 @@ class PluginRuntime:
         self._plans[api] = plan
         return plan
 
+    def coroutine_plan(self, api: PluginApi) -> _Plan | None:
+        """How to run ``api`` when its handler is a coroutine function run in this process:
+        its caller awaits ``plan.handler(**kwargs)`` with ``current_plugin`` set to
+        ``plan.plugin``, one coroutine fewer than :meth:`invoke`. None: use :meth:`invoke`."""
+        plan = self._plans.get(api) or self._plan(api)
+        return plan if plan.kind == _ASYNC else None
+
     async def invoke(self, api: PluginApi, kwargs: dict[str, Any]) -> Any:
         """Call an API's handler in this process, as its plugin.
 
