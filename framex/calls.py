@@ -35,8 +35,8 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
     if tracing is None:
         return await runtime.invoke(api, arguments)
     attributes = {"framex.api": api.name, "framex.plugin": api.plugin}
-    with tracing.span(f"call {api_name}", attributes):
-        return await runtime.invoke(api, arguments)
+    # A streaming API's span lasts until its stream ends.
+    return await tracing.spanned(f"call {api_name}", attributes, runtime.invoke(api, arguments))
 
 
 def _api_name_keyword(kwargs: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ never its message: a 500's message is not meant for anyone outside the service.
 from __future__ import annotations
 
 import multiprocessing.util
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,31 @@ class Tracing:
                 return NO_SPAN
         return SpanScope(self, self.start(name, attributes, kind, parent))
 
+    async def spanned(
+        self, name: str, attributes: Mapping[str, Any] | None, work: Awaitable[Any], kind: SpanKind | None = None
+    ) -> Any:
+        """``await work`` inside a current span, as :meth:`span` makes it; when ``work``
+        gives a stream (an async iterator: a streaming API, an upstream's SSE), the span
+        lasts until the stream ends and is current while the stream produces each item."""
+        scope = self.span(name, attributes, kind)
+        if not isinstance(scope, SpanScope):
+            return await work
+        span = scope.span
+        token = self.attach(span)
+        try:
+            result = await work
+        except BaseException as exc:
+            if not _cancelled(exc):
+                self.fail(span, exc)
+            span.end()
+            raise
+        finally:
+            self.detach(token)
+        if isinstance(result, AsyncIterator):
+            return _stream_in_span(self, span, result)
+        span.end()
+        return result
+
     def attach(self, span: Span) -> object:
         """Make ``span`` current in this context; undo with :meth:`detach`."""
         return self._context.attach(self._trace.set_span_in_context(span))
@@ -242,6 +267,30 @@ class NoSpan:
 
 
 NO_SPAN = NoSpan()
+
+
+async def _stream_in_span(tracing: Tracing, span: Span, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``stream`` with ``span`` current while it produces; the span ends with the stream
+    (exhausted, failed, or closed by its reader)."""
+    try:
+        while True:
+            token = tracing.attach(span)
+            try:
+                item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                tracing.detach(token)
+            yield item
+    except BaseException as exc:
+        if not _cancelled(exc) and not isinstance(exc, GeneratorExit):
+            tracing.fail(span, exc)
+        raise
+    finally:
+        span.end()
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _cancelled(exc: BaseException) -> bool:

@@ -1,5 +1,6 @@
 """A plugin for the tracing tests: routes that send work to a thread, a worker process,
-the event loop and a batch, call another plugin API, fail, and stream.
+the event loop and a batch, call another plugin API, fail, stream, and relay a stream
+read through ``call_plugin_api``.
 
 Each job returns the trace id and request id it sees where it runs, so a test can tell
 that the caller's context reached it.
@@ -84,3 +85,8 @@ async def calls() -> int:
 async def stream() -> AsyncIterator[dict[str, Any]]:
     yield {"step": 1}
     yield await in_thread.remote()  # after the first event is sent: the span still lasts
+
+
+@on_request("/traced/relay")
+async def relay() -> list[Any]:
+    return [item async for item in await call_plugin_api("traced.stream")]

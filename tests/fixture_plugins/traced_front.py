@@ -1,7 +1,7 @@
 """The front service of the end-to-end tracing test: one route that sends work to a
 thread and to a worker process (Ray tasks on Ray), calls a plugin class (a deployment of
-its own on Ray), and calls an API an upstream FrameX service serves (through the proxy
-plugin)."""
+its own on Ray) and an API an upstream FrameX service serves (through the proxy plugin);
+another that relays the upstream's stream (SSE), read through ``call_plugin_api``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 from framex.plugin import ApiType, BasePlugin, PluginMetadata, call_plugin_api, on_register, on_request
 from tests.fixture_plugins.traced import in_process, in_thread, seen
 
-__plugin_meta__ = PluginMetadata(name="traced_front", required_remote_apis=["/api/v1/traced/batch"])
+__plugin_meta__ = PluginMetadata(
+    name="traced_front", required_remote_apis=["/api/v1/traced/batch", "/api/v1/traced/stream"]
+)
 
 
 @on_register()
@@ -28,3 +30,8 @@ async def all_hops() -> dict[str, Any]:
         "class": await call_plugin_api("traced_front.TracedHelper.add", x=1),
         "upstream": await call_plugin_api("/api/v1/traced/batch"),
     }
+
+
+@on_request("/front/relay")
+async def relay() -> list[Any]:
+    return [item async for item in await call_plugin_api("/api/v1/traced/stream")]

@@ -29,6 +29,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     status_code: int
     status_message: str
+    end_time: int
 
 
 @dataclass
@@ -76,6 +77,7 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         status_code=span.status.code,
                         status_message=span.status.message,
+                        end_time=span.end_time_unix_nano,
                     )
                 )
     return spans

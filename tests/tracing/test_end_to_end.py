@@ -18,6 +18,7 @@ from tests.tracing.otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
 FORWARD_TRACE_ID = "1bf7651916cd43dd8448eb211c80319d"
+RELAY_TRACE_ID = "2bf7651916cd43dd8448eb211c80319e"
 SERVER_KIND, CLIENT_KIND = 2, 3  # OTLP's SpanKind numbers
 ERROR_CODE = 2
 
@@ -91,10 +92,18 @@ def test_one_trace_from_the_http_span_to_threads_processes_and_an_upstream(tmp_p
                     timeout=60,
                 )
                 assert forwarded.status_code == 200, forwarded.text
+                relayed = httpx.get(
+                    f"{front.url}/api/v1/front/relay",
+                    headers={"traceparent": f"00-{RELAY_TRACE_ID}-{CALLER_SPAN}-01"},
+                    timeout=60,
+                )
+                assert relayed.status_code == 200, relayed.text
+                assert len(relayed.json()["data"]) == 2
                 spans = receiver.wait_for(
                     lambda s: (
                         names(s, TRACE_ID) >= FRONT_SPANS | UPSTREAM_SPANS
                         and ("upstream", "work on_loop") in names(s, FORWARD_TRACE_ID)
+                        and names(s, RELAY_TRACE_ID) >= RELAY_SPANS
                     )
                 )
                 # The lines of the thread's and the worker process's work (read before the server stops).
@@ -131,10 +140,28 @@ def test_one_trace_from_the_http_span_to_threads_processes_and_an_upstream(tmp_p
     upstream_work_http = by_name(forwarded_spans, "upstream")["GET /api/v1/traced/work/{kind}"]
     assert upstream_work_http.parent_id == forward_client.span_id
 
+    # The upstream's stream, read through `call_plugin_api`: the client span (and the call's)
+    # lasts until the last event, which the upstream sent after its thread's work.
+    relay_spans = [s for s in spans if s.trace_id == RELAY_TRACE_ID]
+    relay_front, relay_upstream = by_name(relay_spans, "front"), by_name(relay_spans, "upstream")
+    stream_client = relay_front["upstream GET /api/v1/traced/stream"]
+    assert stream_client.parent_id == relay_front["call /api/v1/traced/stream"].span_id
+    assert stream_client.end_time >= relay_upstream["work in_thread"].end_time
+    assert relay_front["call /api/v1/traced/stream"].end_time >= stream_client.end_time
+
     # The worker process logged as the caller's request, in its trace.
     work_span = front["work in_process"].span_id
     line = f"INFO tests.traced [e2e-1 trace={TRACE_ID} span={work_span}]: working"
     assert line in front_output.text(), front_output.text()[-3000:]
+
+
+RELAY_SPANS = {
+    ("front", "GET /api/v1/front/relay"),
+    ("front", "call /api/v1/traced/stream"),
+    ("front", "upstream GET /api/v1/traced/stream"),
+    ("upstream", "GET /api/v1/traced/stream"),
+    ("upstream", "work in_thread"),
+}
 
 
 RAY_SPANS = {

@@ -134,6 +134,19 @@ def test_a_streaming_response_ends_its_span_when_the_stream_ends(traced_service:
     assert http.attributes is not None and http.attributes["http.response.status_code"] == 200
 
 
+def test_a_stream_read_through_call_plugin_api_keeps_its_call_span_until_it_ends(traced_service: Service) -> None:
+    client, _, spans = traced_service
+    data = client.get("/api/v1/traced/relay").json()["data"]
+    assert data[0] == {"step": 1}
+    call = spans.named("call traced.stream")
+    remote = spans.named("remote in_thread")
+    work = spans.named("work in_thread")
+    assert parent_of(call) == span_id(spans.named("GET /api/v1/traced/relay"))
+    assert parent_of(remote) == span_id(call)  # made by the stream after its first item, inside its call
+    assert call.end_time is not None and work.end_time is not None
+    assert call.end_time >= work.end_time
+
+
 def test_unmatched_paths_are_named_without_their_raw_path(traced_service: Service) -> None:
     client, _, spans = traced_service
     assert client.get("/no/such/path/123").status_code == 404

@@ -291,8 +291,9 @@ async def call_upstream(
     if tracing is None:
         return await _call_upstream(upstream, method, path, query, rule_path, json_body, what, None)
     attributes = _upstream_attributes(upstream, method, rule_path)
-    with tracing.span(f"upstream {method} {rule_path}", attributes, tracing.kinds.CLIENT):
-        return await _call_upstream(upstream, method, path, query, rule_path, json_body, what, tracing)
+    # An upstream's stream (SSE) keeps the span until its last event.
+    work = _call_upstream(upstream, method, path, query, rule_path, json_body, what, tracing)
+    return await tracing.spanned(f"upstream {method} {rule_path}", attributes, work, tracing.kinds.CLIENT)
 
 
 async def _call_upstream(
