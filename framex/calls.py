@@ -32,7 +32,7 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
         await runtime.start()
     api = plan.api
     tracing = container.call_observers().tracing
-    if tracing is None:
+    if tracing is None or tracing.unsampled():
         return await runtime.invoke(api, arguments)
     attributes = {"framex.api": api.name, "framex.plugin": api.plugin}
     # A streaming API's span lasts until its stream ends.

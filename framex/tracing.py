@@ -14,7 +14,7 @@ never its message: a 500's message is not meant for anyone outside the service.
 from __future__ import annotations
 
 import multiprocessing.util
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from framex.config import TracingSettings
 
 INSTALL_HINT = "pip install 'framex[tracing]'"
+
+SAMPLED_SCOPE_KEY = "framex.sampled"
+"""Set in an ASGI scope when the request's root sampling decision was drawn already: recorded."""
 
 WORKER_EXPORT_DELAY_MS = 200
 """How long a worker process (a process-pool worker, a Ray worker) batches its spans
@@ -105,7 +108,14 @@ class Tracing:
         resource = otel.resources.Resource.create(
             {**settings.resource_attributes, "service.name": settings.service_name}
         )
-        sampler = otel.sampling.ParentBased(otel.sampling.TraceIdRatioBased(settings.sample_ratio))
+        from framex import sampling
+
+        # FrameX draws `sample_ratio` at the root of each trace (`start`) before anything
+        # is made; the SDK only ever sees recorded roots, and children follow their parent.
+        self._ratio = settings.sample_ratio
+        self._draw = sampling.draw
+        self._unsampled_root = sampling.UnsampledRoot
+        sampler = otel.sampling.ParentBased(otel.sampling.ALWAYS_ON)
         self.provider: TracerProvider = otel.sdk_trace.TracerProvider(
             resource=resource, sampler=sampler, shutdown_on_exit=worker
         )
@@ -128,11 +138,44 @@ class Tracing:
         attributes: Mapping[str, Any] | None = None,
         kind: SpanKind | None = None,
         parent: Context | None = None,
+        sampled: bool | None = None,
     ) -> Span:
-        """A new span, child of ``parent`` (default: the current span); end it yourself."""
+        """A new span, child of ``parent`` (default: the current span); end it yourself.
+
+        Without a parent span it starts a trace, recorded with probability ``sample_ratio``
+        (``sampled`` gives the decision when it was drawn already): one that is not gets
+        an :class:`~framex.sampling.UnsampledRoot`, which the SDK never sees.
+        """
+        root = not self._trace.get_current_span(parent).get_span_context().is_valid
+        if root and not (self._draw(self._ratio) if sampled is None else sampled):
+            return self._unsampled_root()
         return self.tracer.start_span(
             name, context=parent, kind=kind if kind is not None else self.kinds.INTERNAL, attributes=attributes
         )
+
+    def unsampled_request(self, scope: MutableMapping[str, Any]) -> object | None:
+        """For an ASGI request that starts a trace which is not recorded: its
+        :class:`~framex.sampling.UnsampledRoot` made current (the token to :meth:`detach`),
+        and nothing else to do. None: the request continues a trace (an incoming
+        ``traceparent``, a current span) or is recorded (``scope[SAMPLED_SCOPE_KEY]`` says
+        so to the span's :meth:`start`)."""
+        for name, _ in scope["headers"]:
+            if name == b"traceparent":
+                return None
+        if self._trace.get_current_span().get_span_context().is_valid:
+            return None
+        if self._draw(self._ratio):
+            scope[SAMPLED_SCOPE_KEY] = True
+            return None
+        return self.attach(self._unsampled_root())
+
+    def unsampled(self) -> bool:
+        """Whether spans made now are not recorded: the current span is not."""
+        span = self._trace.get_current_span()
+        if type(span) is self._unsampled_root:
+            return True
+        context = span.get_span_context()
+        return context.is_valid and not context.trace_flags.sampled
 
     def span(
         self,
@@ -146,10 +189,8 @@ class Tracing:
         Inside a trace that is not sampled (``sample_ratio`` said no at its start), nothing
         is made: the trace context that travels on stays the unsampled one.
         """
-        if parent is None:
-            current = self._trace.get_current_span().get_span_context()
-            if current.is_valid and not current.trace_flags.sampled:
-                return NO_SPAN
+        if parent is None and self.unsampled():
+            return NO_SPAN  # (under a given parent the SDK's span carries that context on)
         return SpanScope(self, self.start(name, attributes, kind, parent))
 
     async def spanned(

@@ -120,6 +120,8 @@ class LocalAdapter:
         if executor == "process" or (executor is None and not fn.is_async and self.executor == "process"):
             return self._in_process(fn, args, kwargs)
         tracing = self.tracing
+        if tracing is not None and tracing.unsampled():
+            tracing = None  # no work span to make; the context goes along as it is
         if fn.is_async:
             if tracing is None:
                 awaitable: Awaitable[Any] = fn.func(*args, **kwargs)

@@ -90,6 +90,8 @@ class CompiledRoutes:
         self._app: FastAPI | None = None
         self._front: ASGIApp | None = None
         self._observe: ObservabilityMiddleware | None = None
+        self._tracing: Tracing | None = None
+        self._traced: ASGIApp | None = None
         self._middleware = 0
         self._routes_seen = -1
         self._middleware_seen = -1
@@ -123,11 +125,12 @@ class CompiledRoutes:
         if not self._compiled:
             return
         self._app = app
-        if tracing is None:
-            self._observe = observe(self._serve)
-            self._front = self._observed
-        else:
-            self._front = observe(TracingMiddleware(self._serve, tracing=tracing))
+        self._observe = observe(self._serve)
+        self._front = self._observed
+        self._tracing = tracing
+        if tracing is not None:
+            # Recorded requests and those continuing a trace get the middleware's span.
+            self._traced = observe(TracingMiddleware(self._serve, tracing=tracing))
         self._middleware = len(app.user_middleware)
 
     def match(self, scope: Scope) -> bool:
@@ -205,7 +208,17 @@ class CompiledRoutes:
 
     async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The compiled route's answer, observed as :class:`ObservabilityMiddleware` does
-        around it, without wrapping ``send`` for the common ready-body responses."""
+        around it, without wrapping ``send`` for the common ready-body responses. With
+        tracing on, a request that is not recorded is served so too, its placeholder span
+        current."""
+        tracing = self._tracing
+        unsampled: object | None = None
+        if tracing is not None:
+            unsampled = tracing.unsampled_request(scope)
+            if unsampled is None:
+                assert self._traced is not None
+                await self._traced(scope, receive, send)
+                return
         observe = self._observe
         assert observe is not None
         begun = observe.begin(scope)
@@ -241,6 +254,8 @@ class CompiledRoutes:
             raise
         finally:
             observe.end(scope, receive, begun, status)
+            if unsampled is not None:
+                tracing.detach(unsampled)  # type: ignore[union-attr]
         REQUEST_ID.reset(begun[2])
 
     def _response(self, request: Request) -> Awaitable[Response]:

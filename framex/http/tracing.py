@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from framex.http.errors import ERROR_TYPE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
 from framex.http.metrics import UNMATCHED
+from framex.tracing import SAMPLED_SCOPE_KEY
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,7 +51,8 @@ class TracingMiddleware:
         rid = scope.get(REQUEST_ID_SCOPE_KEY)
         if rid is not None:
             attributes["framex.request_id"] = rid
-        span = tracing.start(f"{method}", attributes, self.server, tracing.extract_headers(scope["headers"]))
+        parent = tracing.extract_headers(scope["headers"])
+        span = tracing.start(f"{method}", attributes, self.server, parent, scope.pop(SAMPLED_SCOPE_KEY, None))
         token = tracing.attach(span)
         status = 0
 
