@@ -25,6 +25,7 @@ from framex.config import CacheSettings, Settings, load_settings
 from framex.console.state import console_for
 from framex.context import activate, deactivate, get_container, set_default_factory, use_container
 from framex.http.app import build_app
+from framex.http.auth import api_keys_for
 from framex.http.cache import RequestCache
 from framex.http.compiled import CompiledRoutes
 from framex.http.marks import RouteMarks
@@ -154,7 +155,10 @@ class Container(containers.DeclarativeContainer):
     owns_process: providers.Object[bool] = providers.Object(False)
     """True under ``framex run``: the app may freeze start-up objects out of the GC."""
 
-    compiled_routes = providers.Singleton(CompiledRoutes, settings=settings)
+    api_keys = providers.Singleton(api_keys_for, settings.provided.auth)
+    """The API keys ``auth.rules`` asks for, checked by the auth middleware and the compiled
+    path alike (None without rules)."""
+    compiled_routes = providers.Singleton(CompiledRoutes, settings=settings, api_keys=api_keys)
     """Plugin routes compiled into endpoints of their own, and the routes left to FastAPI's path."""
     app = providers.Singleton(
         build_app,
@@ -171,6 +175,7 @@ class Container(containers.DeclarativeContainer):
         owns_process=owns_process,
         console=console,
         compiled=compiled_routes,
+        api_keys=api_keys,
     )
     """The FastAPI application, built once from the providers above."""
 

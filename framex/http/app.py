@@ -15,7 +15,7 @@ from framex.config import Settings
 from framex.console.page import install_console
 from framex.consts import API_STR, VERSION
 from framex.context import activate
-from framex.http.auth import install_auth
+from framex.http.auth import ApiKeys, install_auth
 from framex.http.cache import RequestCache, cache_layer
 from framex.http.compiled import CompiledRoutes, FrameXApp
 from framex.http.cors import install_cors
@@ -55,6 +55,7 @@ def build_app(
     console: Console | None = None,
     tracing: Tracing | None = None,
     compiled: CompiledRoutes | None = None,
+    api_keys: ApiKeys | None = None,
 ) -> FastAPI:
     """Assemble the app of ``container`` from its parts: built-in routes, then every HTTP
     API of the loaded plugins.
@@ -63,7 +64,8 @@ def build_app(
     (``framex run``) keeps what start-up built out of the garbage collector's passes;
     ``console`` (None when it is off) gets its page and JSON routes.
     ``tracing`` (None: off) traces every request; ``compiled`` serves the plugin routes
-    that compile without FastAPI's per-request machinery.
+    that compile without FastAPI's per-request machinery; ``api_keys`` (None: no rules)
+    guards the paths ``auth.rules`` protects.
     """
     registry = runtime.registry
     runtime.freeze()
@@ -108,7 +110,7 @@ def build_app(
     if registry.discovering:
         install_external_routes(app, registry)
     install_body_limit(app, settings.server.max_body_bytes)  # innermost: route errors reach the handlers
-    install_auth(app, settings.auth)  # first: middleware added later wraps it, so it sees the 401s
+    install_auth(app, api_keys)  # first: middleware added later wraps it, so it sees the 401s
     install_cors(app, settings.server.cors)  # after auth: preflights need no key, 401s get CORS headers
     # Plugin routes first: they carry the traffic, and routes are matched in order.
     pipeline = Pipeline(container, runtime, marks if watchdog is not None else None)

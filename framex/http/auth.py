@@ -113,21 +113,19 @@ MAX_REMEMBERED = 1024
 """Accepted keys remembered at most (there are as many as configured, unless the rules change)."""
 
 
-class AuthMiddleware:
-    """Refuse requests to protected paths (401, enveloped) unless they carry an accepted key."""
+class ApiKeys:
+    """The API keys of ``auth.rules``: which paths need one, and whether a request's key
+    passes. A container provider (``api_keys``, None without rules), shared by the auth
+    middleware and the compiled request path, so a key checked once is remembered for both."""
 
-    def __init__(self, app: ASGIApp, rules: Mapping[str, Sequence[str]]) -> None:
-        self.app = app
+    def __init__(self, rules: Mapping[str, Sequence[str]]) -> None:
         self.exact, self.prefixes = compile_rules(rules)
         self._passed: dict[bytes, set[Digests]] = {}
         """Keys that passed a check, with the rules' digests they passed (see the module docstring)."""
 
-    # Not `async def`: passing a request on returns the app's awaitable, which saves a
-    # coroutine frame per request. The common case is inline: it runs on every request.
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            return self.app(scope, receive, send)
+    def verdict(self, scope: Scope) -> bool | None:
+        """None: no rule covers the request's path (public); True: it carries a key the rule
+        accepts; False: it carries none, or a wrong one."""
         path: str = scope["path"]
         if scope.get("root_path"):
             path = route_path(scope)
@@ -138,17 +136,17 @@ class AuthMiddleware:
                     digests = prefix_digests
                     break
             else:
-                return self.app(scope, receive, send)  # no rule: public
+                return None
         key = _presented_key(scope)
         if key is None:
-            return self._refuse(scope, receive, send, missing=True)
+            return False
         passed = self._passed.get(key)
         if passed is not None and digests in passed:
-            return self.app(scope, receive, send)
+            return True
         if _accepted(key, digests):
             self._remember(key, digests)
-            return self.app(scope, receive, send)
-        return self._refuse(scope, receive, send, missing=False)
+            return True
+        return False
 
     def _remember(self, key: bytes, digests: Digests) -> None:
         passed = self._passed.get(key)
@@ -157,6 +155,27 @@ class AuthMiddleware:
                 return
             passed = self._passed[key] = set()
         passed.add(digests)
+
+
+def api_keys_for(settings: AuthSettings) -> ApiKeys | None:
+    """The ``api_keys`` provider's value: None when no path needs a key."""
+    return ApiKeys(settings.rules) if settings.rules else None
+
+
+class AuthMiddleware:
+    """Refuse requests to protected paths (401, enveloped) unless they carry an accepted key."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    # Not `async def`: passing a request on returns the app's awaitable, which saves a
+    # coroutine frame per request.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        kind = scope["type"]
+        if (kind == "http" or kind == "websocket") and self.keys.verdict(scope) is False:
+            return self._refuse(scope, receive, send, missing=_presented_key(scope) is None)
+        return self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, missing: bool) -> None:
         # The path and the reason only: the presented key never reaches a log or a response.
@@ -176,7 +195,7 @@ class AuthMiddleware:
         await response(scope, receive, send)
 
 
-def install_auth(app: FastAPI, settings: AuthSettings) -> None:
-    """Protect the paths of ``settings.rules``; without rules nothing is installed."""
-    if settings.rules:
-        app.add_middleware(AuthMiddleware, rules=settings.rules)
+def install_auth(app: FastAPI, keys: ApiKeys | None) -> None:
+    """Protect the paths that need ``keys``; without rules (None) nothing is installed."""
+    if keys is not None:
+        app.add_middleware(AuthMiddleware, keys=keys)

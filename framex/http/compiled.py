@@ -10,8 +10,9 @@ path would do more than that for it:
 - a route earlier in the router (or an API found on an upstream) would serve it: the
   router's choice is worked out once per path for fixed paths, and checked per request
   against the few routes that could overlap a templated one;
-- an ``auth.rules`` entry covers its path, it carries an ``Origin`` header while CORS is
-  on, or its body is chunked or announced over ``server.max_body_bytes``;
+- its path needs an API key it does not carry (the auth middleware answers 401), it
+  carries an ``Origin`` header while CORS is on, or its body is chunked or announced over
+  ``server.max_body_bytes``;
 - the app was changed after it was built (middleware added) or FastAPI's own
   telemetry is on.
 
@@ -38,7 +39,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Host, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from framex.http.auth import match_rule, route_path, rule_table
+from framex.http.auth import ApiKeys
 from framex.http.compiler import NO_BODY, Compiled, compile_route, read_body
 from framex.http.observability import ObservabilityMiddleware, StatusSend, cancelled_status
 from framex.http.pipeline import Compute
@@ -78,13 +79,13 @@ class CompiledRoutes:
     the routes served by FastAPI's path and why (``framex check`` prints them).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, api_keys: ApiKeys | None = None) -> None:
         server = settings.server
         self.enabled = server.compiled_routes
         self.fallbacks: dict[str, str] = {}
         """Route (``GET /api/v1/x``) -> why it takes FastAPI's path."""
         self._compiled: dict[int, _Entry] = {}
-        self._auth = rule_table(dict(settings.auth.rules)) if settings.auth.rules else None
+        self._keys = api_keys
         self._cors = server.cors is not None
         self._max_body = server.max_body_bytes
         self._app: FastAPI | None = None
@@ -182,8 +183,9 @@ class CompiledRoutes:
 
     def _passes(self, scope: Scope, path: str) -> bool:
         """Whether the middleware of FastAPI's path would let this request through untouched."""
-        if self._auth is not None and match_rule(self._auth, route_path(scope)) is not None:
-            return False
+        keys = self._keys
+        if keys is not None and keys.verdict(scope) is False:
+            return False  # the auth middleware answers it (401)
         cors, limit = self._cors, self._max_body
         if cors or limit is not None:
             for name, value in scope["headers"]:
