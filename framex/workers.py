@@ -27,13 +27,13 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from types import FrameType
 from typing import Any
@@ -197,7 +197,11 @@ class Supervisor:
         self.workers: list[WorkerProcess | None] = [None] * settings.server.workers
         self._retries = [0] * settings.server.workers
         self._not_before = [0.0] * settings.server.workers
-        self._wake = threading.Event()
+        # A signal handler must not take a lock the interrupted code may hold (an Event's
+        # would deadlock the supervisor): it writes a byte to this pipe, which `_pause` watches.
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         self._signals: list[int] = []
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -207,7 +211,15 @@ class Supervisor:
             for worker in self.workers:
                 if worker is not None:
                     worker.send(signal.SIGINT)
-        self._wake.set()
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            os.write(self._wake_write, b"\0")
+
+    def _pause(self) -> None:
+        """Wait :data:`POLL_INTERVAL` seconds, less when a signal comes."""
+        ready, _, _ = select.select([self._wake_read], [], [], POLL_INTERVAL)
+        if ready:
+            with contextlib.suppress(OSError):
+                os.read(self._wake_read, 4096)
 
     def run(self) -> None:
         """Start the workers, supervise them until SIGTERM / SIGINT, then stop them."""
@@ -222,6 +234,8 @@ class Supervisor:
             self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
 
     def _start(self) -> WorkerProcess:
         return WorkerProcess(self.settings, self.sock, self.metrics_dir)
@@ -241,8 +255,7 @@ class Supervisor:
                 pending = pending or not worker.ready
             if not pending:
                 return True
-            self._wake.wait(POLL_INTERVAL)
-            self._wake.clear()
+            self._pause()
         return False
 
     def _log_summary(self) -> None:
@@ -271,8 +284,7 @@ class Supervisor:
                 code = worker.exit_code()
                 if code is not None:
                     self._replace(slot, worker, code, now)
-            self._wake.wait(POLL_INTERVAL)
-            self._wake.clear()
+            self._pause()
 
     def _replace(self, slot: int, worker: WorkerProcess, code: int, now: float) -> None:
         worker.close()

@@ -9,9 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -209,3 +211,38 @@ def test_a_taken_port_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(f"framex: error: The server could not start on 127.0.0.1:{port}: ")
     assert "pick another with `--port`" in result.stderr
+
+
+def test_a_signal_at_any_point_of_the_supervisors_wait_neither_blocks_nor_is_lost() -> None:
+    # A Python signal handler runs in the main thread between two lines of whatever it
+    # interrupted: here it is run between every two lines of the supervisor's wait (the
+    # trace function), which deadlocks a handler that takes a lock the wait holds.
+    from framex.config import Settings
+    from framex.workers import Supervisor
+
+    with socket.socket() as sock:
+        supervisor = Supervisor(Settings(), sock, None)
+        lines = 0
+
+        def as_if_signalled(frame: Any, event: str, arg: Any) -> Any:
+            nonlocal lines
+            if event == "line":
+                lines += 1
+                supervisor._on_signal(signal.SIGTERM, None)
+            return as_if_signalled
+
+        returned = threading.Event()
+
+        def wait() -> None:
+            sys.settrace(as_if_signalled)
+            try:
+                supervisor._pause()
+            finally:
+                sys.settrace(None)
+            returned.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        assert returned.wait(30), "the supervisor's wait blocked in its signal handler"
+        assert lines > 0 and len(supervisor._signals) == lines
+        os.close(supervisor._wake_read)
+        os.close(supervisor._wake_write)
