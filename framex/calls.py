@@ -33,15 +33,7 @@ async def call_plugin_api(api_name: str = "", /, **kwargs: Any) -> Any:
     api = plan.api
     tracing = container.call_observers().tracing
     if tracing is None or tracing.unsampled():
-        direct = runtime.coroutine_plan(api)
-        if direct is None:
-            return await runtime.invoke(api, arguments)
-        # An async handler here: awaited as its plugin without invoke's coroutine.
-        as_plugin = current_plugin.set(direct.plugin)
-        try:
-            return await direct.handler(**arguments)
-        finally:
-            current_plugin.reset(as_plugin)
+        return await runtime.invoke(api, arguments)
     attributes = {"framex.api": api.name, "framex.plugin": api.plugin}
     # A streaming API's span lasts until its stream ends.
     return await tracing.spanned(f"call {api_name}", attributes, runtime.invoke(api, arguments))

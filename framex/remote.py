@@ -251,9 +251,7 @@ async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dic
             return await adapter.call(fn, args, kwargs)
         return await _gated(fn, adapter, args, kwargs)
     tracing = observers.tracing
-    if tracing is None or tracing.unsampled():
-        if observers.observer is None and fn.opts is DEFAULT_OPTIONS:
-            return await adapter.call(fn, args, kwargs)  # in a trace that is not recorded
+    if tracing is None or tracing.unsampled():  # (in a trace that is not recorded: no span)
         return await _observed(observers, fn, adapter, args, kwargs)
     with tracing.span(*remote_span(fn, adapter)):
         return await _observed(observers, fn, adapter, args, kwargs)

@@ -256,8 +256,8 @@ class CompiledRoutes:
             raise
         finally:
             observe.end(scope, receive, begun, status)
-            if unsampled is not None:
-                tracing.detach(unsampled)  # type: ignore[union-attr]
+            if tracing is not None and unsampled is not None:
+                tracing.detach(unsampled)
         REQUEST_ID.reset(begun[2])
 
     def _response(self, request: Request) -> Awaitable[Response]:
@@ -267,9 +267,7 @@ class CompiledRoutes:
         if not compiled.reads_body:
             values = compiled.values(request, NO_BODY)
             if values is not None:
-                if compiled.request_param is not None:
-                    values[compiled.request_param] = request
-                return compiled.run(request, values)
+                return _run(compiled, request, values)
         return self._validated(request, compiled)
 
     async def _validated(self, request: Request, compiled: Compiled) -> Response:
@@ -277,9 +275,7 @@ class CompiledRoutes:
         values = compiled.values(request, body)
         if values is None:
             values = await compiled.exact(request, body)  # FastAPI's own verdict: its 422
-        if compiled.request_param is not None:
-            values[compiled.request_param] = request
-        return await compiled.run(request, values)
+        return await _run(compiled, request, values)
 
     async def _recover(self, request: Request, exc: Exception, send: Send) -> Response:
         """The answer of the app's exception handlers to ``exc``; when none answers, the
@@ -374,6 +370,13 @@ def _may_overlap(other: BaseRoute, route: APIRoute, compiled: dict[int, _Entry])
     if isinstance(other, Route) and not other.param_convertors:
         return route.path_regex.match(other.path) is not None
     return True
+
+
+def _run(compiled: Compiled, request: Request, values: dict[str, Any]) -> Awaitable[Response]:
+    """The route's run step with its values (and the request, when the handler takes it)."""
+    if compiled.request_param is not None:
+        values[compiled.request_param] = request
+    return compiled.run(request, values)
 
 
 _BODY_RESPONSE = Response.__call__

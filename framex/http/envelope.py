@@ -104,8 +104,7 @@ def result_response(result: Any, raw: bool, status: int = 200) -> Response:
     unless ``raw``. Raises when the result cannot be serialized."""
     if isinstance(result, Response):
         return result
-    body = to_json(result) if raw else envelope_body(result, status)
-    return JSONBytesResponse(body) if status == 200 else json_response(body, status)
+    return json_response(to_json(result) if raw else envelope_body(result, status), status)
 
 
 def envelope_model(data_type: Any) -> Any:
