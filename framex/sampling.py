@@ -9,14 +9,24 @@ process, a Ray task or an upstream service, which then records nothing either). 
 below a parent follow the parent (the SDK's ``ParentBased`` sampler), so one decision
 holds for the whole trace.
 
+Most requests of a service that samples are not recorded, so making such a request's
+placeholder current is on the hot path: where no trace context is current yet, FrameX sets
+OpenTelemetry's context variable to :func:`unsampled_context` itself (one ``ContextVar``
+change, what ``attach`` would do through three calls).
+
 Imported only when tracing is on: it needs the OpenTelemetry packages.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from random import getrandbits, random
 
+from opentelemetry import context as otel_context
+from opentelemetry.context.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
@@ -44,3 +54,17 @@ class UnsampledRoot(NonRecordingSpan):
 
     def __repr__(self) -> str:
         return f"UnsampledRoot({self.get_span_context()!r})"
+
+
+def context_variable() -> ContextVar[Context] | None:
+    """The ``ContextVar`` that holds OpenTelemetry's current context, when its runtime
+    context keeps one (its default); None for another runtime context (``OTEL_PYTHON_CONTEXT``)."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(runtime, ContextVarsRuntimeContext) and isinstance(var, ContextVar) else None
+
+
+def unsampled_context() -> Context:
+    """A context whose current span is a new :class:`UnsampledRoot`, as
+    ``set_span_in_context(UnsampledRoot(), Context())`` makes it."""
+    return Context({_SPAN_KEY: UnsampledRoot()})

@@ -14,7 +14,7 @@ never its message: a 500's message is not meant for anyone outside the service.
 from __future__ import annotations
 
 import multiprocessing.util
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'framex[tracing]'"
 
 SAMPLED_SCOPE_KEY = "framex.sampled"
-"""Set in an ASGI scope when the request's root sampling decision was drawn already: recorded."""
+"""Set in an ASGI scope when the request's root sampling decision was drawn already: the decision."""
 
 WORKER_EXPORT_DELAY_MS = 200
 """How long a worker process (a process-pool worker, a Ray worker) batches its spans
@@ -115,6 +115,12 @@ class Tracing:
         self._ratio = settings.sample_ratio
         self._draw = sampling.draw
         self._unsampled_root = sampling.UnsampledRoot
+        self._context_var = sampling.context_variable()
+        self._unsampled_context = sampling.unsampled_context
+        # Undoes `unsampled_request`, which only gives a token when the variable is known.
+        self.end_unsampled_request: Callable[[Any], Any] = (
+            self._context_var.reset if self._context_var is not None else self._context.detach
+        )
         sampler = otel.sampling.ParentBased(otel.sampling.ALWAYS_ON)
         self.provider: TracerProvider = otel.sdk_trace.TracerProvider(
             resource=resource, sampler=sampler, shutdown_on_exit=worker
@@ -155,19 +161,20 @@ class Tracing:
 
     def unsampled_request(self, scope: MutableMapping[str, Any]) -> object | None:
         """For an ASGI request that starts a trace which is not recorded: its
-        :class:`~framex.sampling.UnsampledRoot` made current (the token to :meth:`detach`),
-        and nothing else to do. None: the request continues a trace (an incoming
-        ``traceparent``, a current span) or is recorded (``scope[SAMPLED_SCOPE_KEY]`` says
-        so to the span's :meth:`start`)."""
+        :class:`~framex.sampling.UnsampledRoot` made current, and nothing else to do (the
+        token for :attr:`end_unsampled_request`). None: the request continues a trace (an
+        incoming ``traceparent``), or goes through the tracing middleware with the decision
+        in ``scope[SAMPLED_SCOPE_KEY]`` for the span's :meth:`start` (recorded, or a trace
+        context is current already)."""
         for name, _ in scope["headers"]:
             if name == b"traceparent":
                 return None
-        if self._trace.get_current_span().get_span_context().is_valid:
-            return None
-        if self._draw(self._ratio):
-            scope[SAMPLED_SCOPE_KEY] = True
-            return None
-        return self.attach(self._unsampled_root())
+        recorded = self._draw(self._ratio)
+        var = self._context_var
+        if not recorded and var is not None and not var.get():
+            return var.set(self._unsampled_context())
+        scope[SAMPLED_SCOPE_KEY] = recorded  # for the span's start: this draw stands
+        return None
 
     def unsampled(self) -> bool:
         """Whether spans made now are not recorded: the current span is not."""

@@ -257,7 +257,7 @@ class CompiledRoutes:
         finally:
             observe.end(scope, receive, begun, status)
             if tracing is not None and unsampled is not None:
-                tracing.detach(unsampled)
+                tracing.end_unsampled_request(unsampled)
         REQUEST_ID.reset(begun[2])
 
     def _response(self, request: Request) -> Awaitable[Response]:

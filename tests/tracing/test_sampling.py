@@ -4,17 +4,21 @@ request paths): FrameX's draw at the root of a trace, and what an unsampled requ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context.context import Context
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, get_current_span, set_span_in_context
 
 import framex
 from framex.config import TracingSettings
 from framex.container import close_container
-from framex.sampling import UnsampledRoot, draw
-from framex.tracing import Tracing
+from framex.sampling import UnsampledRoot, context_variable, draw, unsampled_context
+from framex.tracing import SAMPLED_SCOPE_KEY, Tracing
 from tests.tracing.conftest import TRACED, tracing_settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -118,3 +122,54 @@ def test_start_outside_a_request_draws_for_its_own_trace() -> None:
             assert child.is_recording()  # children follow their parent, whatever the ratio
     never.shutdown()
     always.shutdown()
+
+
+def test_framex_sets_the_variable_the_opentelemetry_api_reads() -> None:
+    # The fast path of an unsampled request sets this variable itself: it must be the API's.
+    var = context_variable()
+    assert var is not None
+    token = var.set(unsampled_context())
+    try:
+        current = otel_context.get_current()
+        span = get_current_span()
+        assert isinstance(span, UnsampledRoot)
+        assert current == set_span_in_context(span, Context())  # what attach(set_span_in_context(...)) makes
+    finally:
+        var.reset(token)
+    assert otel_context.get_current() == Context()
+
+
+def test_an_unsampled_request_is_current_until_it_ends_and_leaves_nothing_behind() -> None:
+    tracing = Tracing(TracingSettings(enabled=True, exporter="none", sample_ratio=0.0))
+    before = otel_context.get_current()
+    scope: dict[str, Any] = {"headers": [(b"host", b"127.0.0.1")]}
+    token = tracing.unsampled_request(scope)
+    assert token is not None and SAMPLED_SCOPE_KEY not in scope
+    assert isinstance(get_current_span(), UnsampledRoot) and tracing.unsampled()
+    assert tracing.inject()["traceparent"].endswith("-00")  # travels on, not sampled
+    tracing.end_unsampled_request(token)
+    assert otel_context.get_current() == before
+    traced = {"headers": [(b"traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01".encode())]}
+    assert tracing.unsampled_request(traced) is None and SAMPLED_SCOPE_KEY not in traced  # the caller decided
+    tracing.shutdown()
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_a_request_under_a_current_context_keeps_its_one_draw(ratio: float) -> None:
+    # Baggage (or a span) current already: the request takes the middleware's path, whose
+    # span start must reuse this draw instead of drawing again.
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingSettings(enabled=True, exporter="none", sample_ratio=ratio), exporter=exporter)
+    scope: dict[str, Any] = {"headers": []}
+    token = otel_context.attach(baggage.set_baggage("tenant", "a"))
+    try:
+        assert tracing.unsampled_request(scope) is None
+        assert scope[SAMPLED_SCOPE_KEY] is (ratio == 1.0)
+        flipped = Tracing(TracingSettings(enabled=True, exporter="none", sample_ratio=1.0 - ratio), exporter=exporter)
+        span = flipped.start("GET", sampled=scope[SAMPLED_SCOPE_KEY])  # the other ratio would draw otherwise
+        assert span.is_recording() is (ratio == 1.0)
+        span.end()
+        flipped.shutdown()
+    finally:
+        otel_context.detach(token)
+    tracing.shutdown()
