@@ -70,11 +70,22 @@ PATHS = {"trivial": "/api/v1/trivial", "remote": "/api/v1/blocking?ms=0"}
 APPS = (
     ("baseline", "no tracing code"),
     ("off", "tracing off"),
+    ("ratio_0", "sample_ratio 0"),
     ("ratio_001", "sample_ratio 0.01"),
     ("ratio_1", "sample_ratio 1.0"),
 )
+RATIOS = {
+    ("off", "baseline"): "off / baseline",
+    ("ratio_0", "off"): "0 / off",
+    ("ratio_001", "off"): "0.01 / off",
+    ("ratio_1", "off"): "1.0 / off",
+}
+"""The ratios reported: req/s (or capacity) of the first app over the second's. At
+``sample_ratio: 0`` no request is recorded: what the unsampled requests of any ratio cost."""
 TARGETS = {("off", "baseline"): 0.99, ("ratio_001", "off"): 0.97, ("ratio_1", "off"): 0.85}
-"""The issue's bar: req/s of the first over the second."""
+"""The bars: req/s of the first over the second."""
+SDK_SPANS = 20_000
+"""Spans made (and encoded) to measure the OpenTelemetry SDK's own cost per span."""
 
 
 @contextlib.contextmanager
@@ -113,12 +124,13 @@ def export_baseline(revision: str, into: Path) -> None:
 
 
 def tracing_env(app: str, endpoint: str) -> dict[str, str]:
-    if app not in ("ratio_1", "ratio_001"):
+    ratio = {"ratio_0": "0.0", "ratio_001": "0.01", "ratio_1": "1.0"}.get(app)
+    if ratio is None:
         return {}
     return {
         "FRAMEX__TRACING__ENABLED": "true",
         "FRAMEX__TRACING__ENDPOINT": endpoint,
-        "FRAMEX__TRACING__SAMPLE_RATIO": "1.0" if app == "ratio_1" else "0.01",
+        "FRAMEX__TRACING__SAMPLE_RATIO": ratio,
     }
 
 
@@ -159,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
 
         cpu = measure_cpu(baseline_dir, Path(tmp), endpoint, args)
 
+    sdk = sdk_cost(SDK_SPANS)
     table = render(points)
     cpu_table = render_cpu(cpu)
+    sdk_table = render_sdk(sdk, cpu)
     notes = verdicts(points) + measurement_notes(points, args.retries)
-    print_results(table, cpu_table, notes=notes)
+    print_results(table, cpu_table, sdk_table, notes=notes)
     report = {
         "command": command_line("bench.tracing", argv),
         "started": timestamp(started),
@@ -191,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             for p in points
         ],
-        "tables": {"http": table, "cpu": cpu_table},
+        "tables": {"http": table, "cpu": cpu_table, "sdk": sdk_table},
         "cpu_us_per_request": cpu,
+        "sdk_us_per_span": sdk,
     }
     write_report(args.output, report)
     return 0
@@ -231,30 +246,100 @@ def measure_cpu(
 def render_cpu(cpu: dict[str, dict[str, list[float]]]) -> str:
     """Median CPU µs per request in-process, and the same ratios as capacities (baseline µs / app µs)."""
     lines = [
-        "| route | " + " | ".join(f"{label} µs/request" for _, label in APPS) + " | off / baseline "
-        "| 0.01 / off | 1.0 / off |",
-        "| --- |" + " ---: |" * (len(APPS) + 3),
+        "| route | "
+        + " | ".join(f"{label} µs/request" for _, label in APPS)
+        + " | "
+        + " | ".join(RATIOS.values())
+        + " |",
+        "| --- |" + " ---: |" * (len(APPS) + len(RATIOS)),
     ]
     for name, by_app in cpu.items():
         medians = {key: statistics.median(values) for key, values in by_app.items() if values}
         cells = " | ".join(num(medians.get(key), ".1f") for key, _ in APPS)
-        ratios = " | ".join(f"{medians[b] / medians[a]:.3f}x" for a, b in TARGETS)
+        ratios = " | ".join(f"{medians[b] / medians[a]:.3f}x" for a, b in RATIOS)
         lines.append(f"| {name} | {cells} | {ratios} |")
     return "\n".join(lines)
 
 
 def render(points: list[Point]) -> str:
-    """Median req/s per app, and the ratios the issue sets a bar for."""
+    """Median req/s per app, and the ratios between them."""
     lines = [
-        "| route | connections | " + " | ".join(f"{label} req/s" for _, label in APPS) + " | off / baseline "
-        "| 0.01 / off | 1.0 / off |",
-        "| --- | ---: |" + " ---: |" * (len(APPS) + 3),
+        "| route | connections | "
+        + " | ".join(f"{label} req/s" for _, label in APPS)
+        + " | "
+        + " | ".join(RATIOS.values())
+        + " |",
+        "| --- | ---: |" + " ---: |" * (len(APPS) + len(RATIOS)),
     ]
     for p in points:
         rates = " | ".join(num(p.median(key, "rps"), ",.0f") for key, _ in APPS)
-        ratios = " | ".join(f"{num(p.ratio(a, b), '.3f')}x" for a, b in TARGETS)
+        ratios = " | ".join(f"{num(p.ratio(a, b), '.3f')}x" for a, b in RATIOS)
         lines.append(f"| {p.scenario} | {p.concurrency} | {rates} | {ratios} |")
     return "\n".join(lines)
+
+
+def sdk_cost(spans: int) -> dict[str, float]:
+    """CPU µs per span that the OpenTelemetry SDK and the OTLP exporter's encoder take, without FrameX.
+
+    ``make``: a server span as any SDK-based HTTP tracer makes it (three attributes at its
+    start, made current, renamed and two attributes at its end), handed to a batching span
+    processor. ``encode``: the OTLP/HTTP exporter's protobuf encoding of such spans, 512 per
+    batch (its default). Sending the batches is not counted.
+    """
+    from opentelemetry import context, trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Keep(SpanExporter):
+        def __init__(self) -> None:
+            self.spans: list[ReadableSpan] = []
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    kept = Keep()
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(kept, max_queue_size=spans, schedule_delay_millis=3_600_000))
+    tracer = provider.get_tracer("bench")
+    server = trace.SpanKind.SERVER
+    start = time.process_time()
+    for _ in range(spans):
+        span = tracer.start_span(
+            "GET", kind=server, attributes={"http.request.method": "GET", "url.path": "/x", "framex.request_id": "r"}
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        span.update_name("GET /x")
+        span.set_attributes({"http.route": "/x", "http.response.status_code": 200})
+        span.end()
+        context.detach(token)
+    made = time.process_time() - start
+    provider.force_flush()
+    batches = [kept.spans[i : i + 512] for i in range(0, len(kept.spans), 512)]
+    start = time.process_time()
+    for batch in batches:
+        encode_spans(batch).SerializeToString()
+    encoded = time.process_time() - start
+    provider.shutdown()
+    return {"make": made / spans * 1e6, "encode": encoded / max(len(kept.spans), 1) * 1e6}
+
+
+def render_sdk(sdk: dict[str, float], cpu: dict[str, dict[str, list[float]]]) -> str:
+    """The SDK's own µs per span, and the in-process capacity the trivial route could keep at
+    each ratio if tracing cost nothing but those µs (its off µs over off + ratio x SDK µs)."""
+    per_span = sdk["make"] + sdk["encode"]
+    off = statistics.median(cpu["trivial"]["off"]) if cpu.get("trivial", {}).get("off") else None
+    best = {ratio: (f"{off / (off + ratio * per_span):.3f}x" if off else "-") for ratio in (0.01, 1.0)}
+    return "\n".join(
+        [
+            "| SDK make µs/span | OTLP encode µs/span | trivial route off µs/request "
+            "| best 0.01 / off | best 1.0 / off |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            f"| {sdk['make']:.1f} | {sdk['encode']:.1f} | {num(off, '.1f')} | {best[0.01]} | {best[1.0]} |",
+        ]
+    )
 
 
 def verdicts(points: list[Point]) -> list[str]:
