@@ -43,7 +43,7 @@ from framex.http.auth import ApiKeys
 from framex.http.compiler import NO_BODY, Compiled, compile_route, read_body
 from framex.http.observability import ObservabilityMiddleware, StatusSend, cancelled_status
 from framex.http.pipeline import Compute
-from framex.http.tracing import TracingMiddleware
+from framex.http.tracing import RequestSpan
 from framex.logs import REQUEST_ID
 
 if TYPE_CHECKING:
@@ -92,7 +92,6 @@ class CompiledRoutes:
         self._front: ASGIApp | None = None
         self._observe: ObservabilityMiddleware | None = None
         self._tracing: Tracing | None = None
-        self._traced: ASGIApp | None = None
         self._middleware = 0
         self._routes_seen = -1
         self._middleware_seen = -1
@@ -126,12 +125,9 @@ class CompiledRoutes:
         if not self._compiled:
             return
         self._app = app
-        self._observe = observe(self._serve)
+        self._observe = observe(app)  # its begin and end, around the in-place answer
         self._front = self._observed
         self._tracing = tracing
-        if tracing is not None:
-            # Recorded requests and those continuing a trace get the middleware's span.
-            self._traced = observe(TracingMiddleware(self._serve, tracing=tracing))
         self._middleware = len(app.user_middleware)
 
     def match(self, scope: Scope) -> bool:
@@ -199,31 +195,21 @@ class CompiledRoutes:
                     return False
         return True
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The compiled route's answer, inside the per-request middleware (tracing on)."""
-        request = Request(scope, receive)
-        try:
-            response = await self._response(request)
-        except Exception as exc:
-            response = await self._recover(request, exc, send)
-        await response(scope, receive, send)
-
     async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The compiled route's answer, observed as :class:`ObservabilityMiddleware` does
         around it, without wrapping ``send`` for the common ready-body responses. With
-        tracing on, a request that is not recorded is served so too, its placeholder span
-        current."""
+        tracing on, the request's span (or, for a request that is not recorded, its
+        placeholder) is current while it is served, as the tracing middleware would make it."""
         tracing = self._tracing
         unsampled: object | None = None
+        traced: RequestSpan | None = None
         if tracing is not None:
             unsampled = tracing.unsampled_request(scope)
-            if unsampled is None:
-                assert self._traced is not None
-                await self._traced(scope, receive, send)
-                return
         observe = self._observe
         assert observe is not None
         begun = observe.begin(scope)
+        if tracing is not None and unsampled is None:
+            traced = RequestSpan(tracing, scope)  # recorded, or continuing the caller's trace
         header = begun[4]
         status = 0
         try:
@@ -254,9 +240,16 @@ class CompiledRoutes:
         except asyncio.CancelledError as exc:
             status = cancelled_status(exc, status)
             raise
+        except BaseException as exc:
+            if traced is not None:
+                traced.failed(exc)
+            raise
         finally:
+            if traced is not None:
+                traced.end(scope, status)
             observe.end(scope, receive, begun, status)
-            if tracing is not None and unsampled is not None:
+            if unsampled is not None:
+                assert tracing is not None
                 tracing.end_unsampled_request(unsampled)
         REQUEST_ID.reset(begun[2])
 

@@ -33,27 +33,63 @@ def route_template(scope: Scope) -> str:
     return template if isinstance(template, str) else UNMATCHED
 
 
+class RequestSpan:
+    """The span of one HTTP request, current from its start until :meth:`end`.
+
+    Its parent is the caller's ``traceparent`` when the request has one; otherwise it starts
+    a trace, recorded or not as ``scope[SAMPLED_SCOPE_KEY]`` says when the decision was
+    drawn already. The tracing middleware and the compiled path both make it.
+    """
+
+    __slots__ = ("method", "span", "token", "tracing")
+
+    def __init__(self, tracing: Tracing, scope: Scope) -> None:
+        self.tracing = tracing
+        method: str = scope["method"]
+        self.method = method
+        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
+        rid = scope.get(REQUEST_ID_SCOPE_KEY)
+        if rid is not None:
+            attributes["framex.request_id"] = rid
+        parent = tracing.extract_headers(scope["headers"])
+        self.span = tracing.start(method, attributes, tracing.kinds.SERVER, parent, scope.pop(SAMPLED_SCOPE_KEY, None))
+        self.token = tracing.attach(self.span)
+
+    def failed(self, exc: BaseException) -> None:
+        """Mark the span failed with ``exc``'s type, unless the client left (a cancellation)."""
+        if not isinstance(exc, asyncio.CancelledError):
+            self.tracing.fail(self.span, exc)
+
+    def end(self, scope: Scope, status: int) -> None:
+        """End the span with the route's template and the response's ``status`` (0: none sent)."""
+        span = self.span
+        try:
+            if span.is_recording():  # an unsampled request's span keeps nothing
+                template = route_template(scope)
+                span.update_name(f"{self.method} {template}")
+                attributes: dict[str, Any] = {"http.route": template}
+                if status:
+                    attributes["http.response.status_code"] = status
+                span.set_attributes(attributes)
+                if status >= 500:
+                    self.tracing.fail(span, scope.get(ERROR_TYPE_SCOPE_KEY) or str(status))
+            span.end()
+        finally:
+            self.tracing.detach(self.token)
+
+
 class TracingMiddleware:
     """See the module docstring."""
 
     def __init__(self, app: ASGIApp, *, tracing: Tracing) -> None:
         self.app = app
         self.tracing = tracing
-        self.server = tracing.kinds.SERVER
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tracing = self.tracing
-        method: str = scope["method"]
-        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
-        rid = scope.get(REQUEST_ID_SCOPE_KEY)
-        if rid is not None:
-            attributes["framex.request_id"] = rid
-        parent = tracing.extract_headers(scope["headers"])
-        span = tracing.start(f"{method}", attributes, self.server, parent, scope.pop(SAMPLED_SCOPE_KEY, None))
-        token = tracing.attach(span)
+        traced = RequestSpan(self.tracing, scope)
         status = 0
 
         def send_status(message: Message) -> Awaitable[None]:
@@ -65,22 +101,10 @@ class TracingMiddleware:
         try:
             await self.app(scope, receive, send_status)
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):  # the client left: not the service's failure
-                tracing.fail(span, exc)
+            traced.failed(exc)
             raise
         finally:
-            if span.is_recording():  # an unsampled request's span keeps nothing
-                template = route_template(scope)
-                span.update_name(f"{method} {template}")
-                span.set_attributes(
-                    {"http.route": template, "http.response.status_code": status}
-                    if status
-                    else {"http.route": template}
-                )
-                if status >= 500:
-                    tracing.fail(span, scope.get(ERROR_TYPE_SCOPE_KEY) or str(status))
-            span.end()
-            tracing.detach(token)
+            traced.end(scope, status)
 
 
 def install_tracing(app: FastAPI, tracing: Tracing | None) -> None:

@@ -35,11 +35,16 @@ def tracing_settings(**extra: Any) -> dict[str, Any]:
     return {"enabled": True, "exporter": "none", "service_name": "traced-test", **extra}
 
 
-@pytest.fixture
-def traced_service() -> Iterator[tuple[TestClient, Container, Spans]]:
-    """A client of an app with the `traced` plugin whose spans go to an in-memory exporter."""
+@pytest.fixture(params=[True, False], ids=["compiled", "fastapi-path"])
+def traced_service(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, Container, Spans]]:
+    """A client of an app with the `traced` plugin whose spans go to an in-memory exporter,
+    its plugin routes compiled or served by FastAPI (each makes the request's span itself)."""
     container = framex.create_container(
-        None, load_plugins=[TRACED], load_builtin_plugins=[], tracing=tracing_settings()
+        None,
+        load_plugins=[TRACED],
+        load_builtin_plugins=[],
+        tracing=tracing_settings(),
+        server={"compiled_routes": request.param},
     )
     exporter = InMemorySpanExporter()
     container.tracing.override(Tracing(container.settings().tracing, exporter=exporter))
