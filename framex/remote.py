@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
@@ -247,8 +247,6 @@ async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dic
     adapter: Adapter = container.adapter()
     observers: CallObservers = container.call_observers()
     if observers.idle:
-        if fn.opts is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
-            return await adapter.call(fn, args, kwargs)
         return await _gated(fn, adapter, args, kwargs)
     tracing = observers.tracing
     if tracing is None or tracing.unsampled():  # (in a trace that is not recorded: no span)
@@ -257,16 +255,27 @@ async def _call(fn: RemoteFunction[..., Any], args: tuple[Any, ...], kwargs: dic
         return await _observed(observers, fn, adapter, args, kwargs)
 
 
-async def _observed(
+def _observed(
     observers: CallObservers,
     fn: RemoteFunction[..., Any],
     adapter: Adapter,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+) -> Awaitable[Any]:
+    # Plain functions down to the adapter's call when nothing times it: no coroutine of
+    # their own per call.
+    if observers.observer is None:
+        return _gated(fn, adapter, args, kwargs)
+    return _timed(observers.observer, fn, adapter, args, kwargs)
+
+
+async def _timed(
+    observer: CallObserver,
+    fn: RemoteFunction[..., Any],
+    adapter: Adapter,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Any:
-    observer = observers.observer
-    if observer is None:
-        return await _gated(fn, adapter, args, kwargs)
     start = time.perf_counter()
     try:
         result = await _gated(fn, adapter, args, kwargs)
@@ -277,9 +286,17 @@ async def _observed(
     return result
 
 
-async def _gated(fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if fn.opts is DEFAULT_OPTIONS:
-        return await adapter.call(fn, args, kwargs)
+def _gated(
+    fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    if fn.opts is DEFAULT_OPTIONS:  # the common case: no gate, no clock, no retry loop
+        return adapter.call(fn, args, kwargs)
+    return _limited(fn, adapter, args, kwargs)
+
+
+async def _limited(
+    fn: RemoteFunction[..., Any], adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     gate = fn.limit()
     if gate is None:
         return await _with_deadline(fn, adapter, args, kwargs)

@@ -30,6 +30,9 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
+CURRENT_SPAN_KEY = _SPAN_KEY
+"""The key of the current span in an OpenTelemetry context (``get_current_span`` reads it)."""
+
 
 def draw(ratio: float) -> bool:
     """Whether a new trace is recorded, with probability ``ratio``."""

@@ -117,6 +117,7 @@ class Tracing:
         self._unsampled_root = sampling.UnsampledRoot
         self._context_var = sampling.context_variable()
         self._unsampled_context = sampling.unsampled_context
+        self._span_key = sampling.CURRENT_SPAN_KEY
         # Undoes `unsampled_request`, which only gives a token when the variable is known.
         self.end_unsampled_request: Callable[[Any], Any] = (
             self._context_var.reset if self._context_var is not None else self._context.detach
@@ -178,9 +179,12 @@ class Tracing:
 
     def unsampled(self) -> bool:
         """Whether spans made now are not recorded: the current span is not."""
-        span = self._trace.get_current_span()
+        var = self._context_var
+        span: Any = var.get().get(self._span_key) if var is not None else self._trace.get_current_span()
         if type(span) is self._unsampled_root:
             return True
+        if span is None:
+            return False
         context = span.get_span_context()
         return context.is_valid and not context.trace_flags.sampled
 

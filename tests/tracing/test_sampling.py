@@ -173,3 +173,26 @@ def test_a_request_under_a_current_context_keeps_its_one_draw(ratio: float) -> N
     finally:
         otel_context.detach(token)
     tracing.shutdown()
+
+
+def test_unsampled_reads_the_current_span_as_the_api_does() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingSettings(enabled=True, exporter="none", sample_ratio=1.0), exporter=exporter)
+    assert not tracing.unsampled()  # nothing current
+    with tracing.span("recorded"):
+        assert not tracing.unsampled()
+    for flags, unsampled in (("00", True), ("01", False)):
+        caller = tracing.extract({"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-{flags}"})
+        assert caller is not None
+        token = otel_context.attach(caller)
+        try:
+            assert tracing.unsampled() is unsampled
+            assert get_current_span().get_span_context().trace_flags.sampled is not unsampled
+        finally:
+            otel_context.detach(token)
+    token = otel_context.attach(set_span_in_context(UnsampledRoot()))
+    try:
+        assert tracing.unsampled()
+    finally:
+        otel_context.detach(token)
+    tracing.shutdown()
