@@ -118,7 +118,8 @@ class Tracing:
         self._context_var = sampling.context_variable()
         self._unsampled_context = sampling.unsampled_context
         self._span_key = sampling.CURRENT_SPAN_KEY
-        # Undoes `unsampled_request`, which only gives a token when the variable is known.
+        # `unsampled_request` gives tokens of this variable only (another runtime context
+        # takes the span's way, through the API).
         self.end_unsampled_request: Callable[[Any], Any] = (
             self._context_var.reset if self._context_var is not None else self._context.detach
         )
@@ -163,10 +164,10 @@ class Tracing:
     def unsampled_request(self, scope: MutableMapping[str, Any]) -> object | None:
         """For an ASGI request that starts a trace which is not recorded: its
         :class:`~framex.sampling.UnsampledRoot` made current, and nothing else to do (the
-        token for :attr:`end_unsampled_request`). None: the request continues a trace (an
-        incoming ``traceparent``), or goes through the tracing middleware with the decision
-        in ``scope[SAMPLED_SCOPE_KEY]`` for the span's :meth:`start` (recorded, or a trace
-        context is current already)."""
+        token for :attr:`end_unsampled_request`). None: the request gets a span of its own
+        (``framex.http.tracing.RequestSpan``), because it continues a trace (an incoming
+        ``traceparent``), is recorded, or finds a trace context current already; the draw
+        is left in ``scope[SAMPLED_SCOPE_KEY]`` for the span's :meth:`start`."""
         for name, _ in scope["headers"]:
             if name == b"traceparent":
                 return None
