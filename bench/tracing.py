@@ -247,16 +247,18 @@ def measure_cpu(
     return found
 
 
+def header(first: list[str], unit: str) -> list[str]:
+    """A table's two header lines: the ``first`` columns, one per app in ``unit``, one per ratio."""
+    columns = [*first, *(f"{label} {unit}" for _, label in APPS), *RATIOS.values()]
+    return [
+        "| " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * (len(columns) - 1),
+    ]
+
+
 def render_cpu(cpu: dict[str, dict[str, list[float]]]) -> str:
     """Median CPU µs per request in-process, and the same ratios as capacities (baseline µs / app µs)."""
-    lines = [
-        "| route | "
-        + " | ".join(f"{label} µs/request" for _, label in APPS)
-        + " | "
-        + " | ".join(RATIOS.values())
-        + " |",
-        "| --- |" + " ---: |" * (len(APPS) + len(RATIOS)),
-    ]
+    lines = header(["route"], "µs/request")
     for name, by_app in cpu.items():
         medians = {key: statistics.median(values) for key, values in by_app.items() if values}
         cells = " | ".join(num(medians.get(key), ".1f") for key, _ in APPS)
@@ -267,14 +269,7 @@ def render_cpu(cpu: dict[str, dict[str, list[float]]]) -> str:
 
 def render(points: list[Point]) -> str:
     """Median req/s per app, and the ratios between them."""
-    lines = [
-        "| route | connections | "
-        + " | ".join(f"{label} req/s" for _, label in APPS)
-        + " | "
-        + " | ".join(RATIOS.values())
-        + " |",
-        "| --- | ---: |" + " ---: |" * (len(APPS) + len(RATIOS)),
-    ]
+    lines = header(["route", "connections"], "req/s")
     for p in points:
         rates = " | ".join(num(p.median(key, "rps"), ",.0f") for key, _ in APPS)
         ratios = " | ".join(f"{num(p.ratio(a, b), '.3f')}x" for a, b in RATIOS)

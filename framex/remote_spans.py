@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from framex.tracing import stream_in_span
+
 if TYPE_CHECKING:
     from framex.adapters.base import Adapter
     from framex.remote import RemoteFunction
@@ -30,25 +32,8 @@ def remote_span(fn: RemoteFunction[..., Any], adapter: Adapter, **extra: Any) ->
     return f"remote {label}", attributes
 
 
-async def traced_items(
+def traced_items(
     tracing: Tracing, fn: RemoteFunction[..., Any], adapter: Adapter, items: AsyncIterator[Any]
 ) -> AsyncIterator[Any]:
     """``items`` of a ``.remote()`` stream, inside its span, which ends when the stream does."""
-    # The span lasts until the stream ends. It is current only while the producer runs
-    # (each step), never in the consumer's code between items.
-    span = tracing.start(*remote_span(fn, adapter))
-    try:
-        while True:
-            token = tracing.attach(span)
-            try:
-                item = await anext(items)
-            except StopAsyncIteration:
-                return
-            finally:
-                tracing.detach(token)
-            yield item
-    except Exception as exc:
-        tracing.fail(span, exc)
-        raise
-    finally:
-        span.end()
+    return stream_in_span(tracing, tracing.start(*remote_span(fn, adapter)), items)

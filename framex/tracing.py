@@ -226,7 +226,7 @@ class Tracing:
         finally:
             self.detach(token)
         if isinstance(result, AsyncIterator):
-            return _stream_in_span(self, span, result)
+            return stream_in_span(self, span, result)
         span.end()
         return result
 
@@ -322,9 +322,10 @@ class NoSpan:
 NO_SPAN = NoSpan()
 
 
-async def _stream_in_span(tracing: Tracing, span: Span, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """``stream`` with ``span`` current while it produces; the span ends with the stream
-    (exhausted, failed, or closed by its reader)."""
+async def stream_in_span(tracing: Tracing, span: Span, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``stream`` with ``span`` current while it produces (never in the reader's code between
+    items); the span ends with the stream (exhausted, failed, or closed by its reader), which
+    is closed then too."""
     try:
         while True:
             token = tracing.attach(span)

@@ -1,6 +1,6 @@
 """A plugin for the tracing tests: routes that send work to a thread, a worker process,
-the event loop and a batch, call another plugin API, fail, stream, and relay a stream
-read through ``call_plugin_api``.
+the event loop and a batch, read a ``.remote()`` stream, call another plugin API, fail,
+stream, and relay a stream read through ``call_plugin_api``.
 
 Each job returns the trace id and request id it sees where it runs, so a test can tell
 that the caller's context reached it.
@@ -51,6 +51,12 @@ def batched(items: list[int]) -> list[int]:
 
 
 @remote()
+async def counted(n: int) -> AsyncIterator[dict[str, Any]]:
+    for i in range(n):
+        yield {"i": i, **seen()}
+
+
+@remote()
 def broken() -> None:
     raise ValueError("secret detail of a failure")
 
@@ -90,3 +96,8 @@ async def stream() -> AsyncIterator[dict[str, Any]]:
 @on_request("/traced/relay")
 async def relay() -> list[Any]:
     return [item async for item in await call_plugin_api("traced.stream")]
+
+
+@on_request("/traced/counted")
+async def read_counted(n: int = 2) -> list[Any]:
+    return [item async for item in counted.remote(n)]

@@ -174,3 +174,16 @@ def test_an_unsampled_request_makes_no_spans_down_the_line() -> None:
     assert sampled["trace_id"] == TRACE_ID  # a sampled caller wins over the ratio
     assert {hex_trace(s) for s in exporter.get_finished_spans()} == {TRACE_ID}
     assert len(exporter.get_finished_spans()) == 3  # the request, the call, the work
+
+
+def test_a_remote_stream_has_one_span_current_while_it_produces_and_ended_with_it(traced_service: Service) -> None:
+    client, _, spans = traced_service
+    items = client.get("/api/v1/traced/counted?n=3").json()["data"]
+    http = spans.named("GET /api/v1/traced/counted")
+    remote = spans.named("remote counted")
+    assert [item["i"] for item in items] == [0, 1, 2]
+    assert {item["trace_id"] for item in items} == {hex_trace(http)}  # each item made inside the trace
+    assert parent_of(remote) == span_id(http)
+    assert remote.attributes is not None and remote.attributes["framex.function"] == "counted"
+    assert remote.end_time is not None and http.end_time is not None and remote.end_time <= http.end_time
+    assert [s.name for s in spans.all()].count("remote counted") == 1
