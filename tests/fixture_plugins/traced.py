@@ -52,8 +52,11 @@ def batched(items: list[int]) -> list[int]:
 
 @remote()
 async def counted(n: int) -> AsyncIterator[dict[str, Any]]:
+    from opentelemetry import trace
+
     for i in range(n):
-        yield {"i": i, **seen()}
+        current = trace.get_current_span().get_span_context()
+        yield {"i": i, "span_id": format(current.span_id, "016x"), **seen()}
 
 
 @remote()

@@ -182,7 +182,9 @@ def test_a_remote_stream_has_one_span_current_while_it_produces_and_ended_with_i
     http = spans.named("GET /api/v1/traced/counted")
     remote = spans.named("remote counted")
     assert [item["i"] for item in items] == [0, 1, 2]
-    assert {item["trace_id"] for item in items} == {hex_trace(http)}  # each item made inside the trace
+    assert {item["trace_id"] for item in items} == {hex_trace(http)}
+    assert remote.context is not None
+    assert {item["span_id"] for item in items} == {format(remote.context.span_id, "016x")}  # current while producing
     assert parent_of(remote) == span_id(http)
     assert remote.attributes is not None and remote.attributes["framex.function"] == "counted"
     assert remote.end_time is not None and http.end_time is not None and remote.end_time <= http.end_time
